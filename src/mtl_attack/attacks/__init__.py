@@ -1,0 +1,29 @@
+"""Multi-task adversarial attacks: an objective (tasks -> direction) fed to a single-task optimizer.
+
+    from mtl_attack.attacks import build_attack
+    attack = build_attack(optimizer="apgd", objective="dgba", eps=4/255, steps=10)
+    x_adv = attack(model, images, targets, losses)
+
+model(images) -> dict task -> output; losses[task](output, targets[task]) -> per-sample
+loss [B]; images [B,3,H,W] in [0,1]; eps in [0,1] units. See docs/attacks.md.
+"""
+from .apgd import APGD, apgd_checkpoints
+from .attack import MultiTaskAttack, eval_mode
+from .build import OBJECTIVES, OPTIMIZERS, build_attack, build_attack_from_config, config_from_options
+from .config import (ApgdMonitor, ApgdStart, AttackConfig, ObjectiveName, OptimizerName, TaskName,
+                     WgdVariant, preset_configs)
+from .objectives import DGBA, WGD, LinearObjective, Objective, SignTotal, SingleTask, Total, WeightedTotal, wgd_weights
+from .optimizers import FGSM, MIM, PGD, Optimizer, l1_normalize
+from .problem import LOSS_FLOOR, AttackProblem, monitor_value, relative_increase
+from .saga import SAGA, saga_alpha_update
+from .weight_search import grid_search_weights, weight_grid, weights_by_task
+
+__all__ = [
+    "APGD", "AttackConfig", "AttackProblem", "ApgdMonitor", "ApgdStart", "DGBA", "FGSM", "LOSS_FLOOR",
+    "LinearObjective", "MIM", "MultiTaskAttack", "OBJECTIVES", "OPTIMIZERS", "Objective", "ObjectiveName",
+    "Optimizer", "OptimizerName", "PGD", "SAGA", "SignTotal", "SingleTask", "TaskName", "Total", "WGD",
+    "WeightedTotal", "WgdVariant", "apgd_checkpoints", "build_attack", "build_attack_from_config",
+    "config_from_options", "eval_mode", "grid_search_weights", "l1_normalize", "monitor_value",
+    "preset_configs", "relative_increase", "saga_alpha_update", "weight_grid", "weights_by_task",
+    "wgd_weights",
+]

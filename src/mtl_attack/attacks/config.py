@@ -1,0 +1,149 @@
+"""Typed attack configuration: one dataclass for Hydra and for :func:`build_attack`.
+
+Choices are Enums, so OmegaConf rejects an unknown optimizer, objective, task or
+mode at compose/merge time with a message naming the valid values. The Python
+API accepts the same fields as keyword arguments (strings for the Enums).
+
+Units: ``eps`` is not a field here; the caller passes it to
+:func:`~mtl_attack.attacks.build_attack_from_config` in [0,1] image units
+(the Hydra config's ``eps`` is in pixel units out of 255). Step sizes are
+relative to eps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Dict, Optional
+
+__all__ = [
+    "OptimizerName",
+    "ObjectiveName",
+    "TaskName",
+    "ApgdStart",
+    "ApgdMonitor",
+    "WgdVariant",
+    "AttackConfig",
+    "preset_configs",
+]
+
+
+class OptimizerName(Enum):
+    """Single-task optimizers the multi-task directions are fed to."""
+
+    fgsm = "fgsm"
+    pgd = "pgd"
+    mim = "mim"
+    apgd = "apgd"
+    saga = "saga"
+
+
+class ObjectiveName(Enum):
+    """Ways to turn the tasks' losses into one ascent direction."""
+
+    single = "single"
+    total = "total"
+    signtotal = "signtotal"
+    weightedtotal = "weightedtotal"
+    wgd = "wgd"
+    dgba = "dgba"
+
+
+class TaskName(Enum):
+    """Every task of both datasets (NYUv2 uses the first three)."""
+
+    segment_semantic = "segment_semantic"
+    normal = "normal"
+    depth_zbuffer = "depth_zbuffer"
+    keypoints2d = "keypoints2d"
+    edge_texture = "edge_texture"
+
+
+class ApgdStart(Enum):
+    """APGD start: the DGBA authors' (clean image, step eps/steps) or Croce and Hein's (random, 2*eps)."""
+
+    authors = "authors"
+    reference = "reference"
+
+
+class ApgdMonitor(Enum):
+    """What APGD monitors to adapt its step and keep the best point.
+
+    relative: sum over attacked tasks of (L_i(x') - L_i(x)) / L_i(x), per sample (paper Alg. 1).
+    absolute: sum over attacked tasks of L_i(x') (the authors' code for the non-DGBA baselines).
+    """
+
+    relative = "relative"
+    absolute = "absolute"
+
+
+class WgdVariant(Enum):
+    """WGD task weights: the paper's dynamic r_i(t) or the authors' code's static 1/L_i(x_0)."""
+
+    dynamic = "dynamic"
+    static = "static"
+
+
+@dataclass
+class AttackConfig:
+    """Every hyperparameter of an attack; model, data and eps come at call time.
+
+    Defaults are the authors' runs: 10 steps, step eps/steps, no random start.
+    Fields that do not apply to the chosen optimizer/objective are ignored.
+    """
+
+    optimizer: OptimizerName = OptimizerName.pgd
+    objective: ObjectiveName = ObjectiveName.dgba
+    # The attacked task of objective=single (must be None for the others).
+    target_task: Optional[TaskName] = None
+    # Iterations (FGSM always takes one step).
+    steps: int = 10
+    # Step size as a fraction of eps; None = the optimizer's default
+    # (FGSM 1; PGD, MIM, SAGA 1/steps; APGD 1/steps, or 2 with apgd_start=reference).
+    rel_stepsize: Optional[float] = None
+    # Start from a uniform random point of the eps-ball; None = the optimizer's
+    # default (False, except APGD with apgd_start=reference).
+    random_start: Optional[bool] = None
+    # Independent runs (each from a new random start); the per-sample best by the
+    # monitored objective is kept. More than 1 needs a random start.
+    restarts: int = 1
+    # Seed of the random starts (None = not reproducible).
+    seed: Optional[int] = 0
+    # Linear objectives (single, total, weightedtotal, wgd, dgba): one backward
+    # pass per step (True) or one per task (False, the independent reference).
+    fused: bool = True
+    # MIM: decay of the accumulated L1-normalized direction.
+    mim_decay: float = 1.0
+    # APGD: alpha of Croce and Hein, the weight of the new step (1 - alpha on the previous displacement).
+    apgd_momentum: float = 0.75
+    # APGD: halve the step if fewer than this fraction of steps since the last checkpoint increased the objective.
+    apgd_rho: float = 0.75
+    apgd_start: ApgdStart = ApgdStart.authors
+    apgd_monitor: ApgdMonitor = ApgdMonitor.relative
+    # Auto-SAGA: fitting factor s of tanh(s u) ~ sign(u) and the learning rate of the task weights alpha.
+    saga_s: float = 50.0
+    saga_lr: float = 10.0
+    # Auto-SAGA: input scale at which s and lr are defined; the authors' models took
+    # 0-255 pixels, so gradients and steps are converted to that scale inside SAGA.
+    saga_input_scale: float = 255.0
+    wgd_variant: WgdVariant = WgdVariant.dynamic
+    # WeightedTotal: task -> weight (pick them with grid_search_weights).
+    weights: Optional[Dict[str, float]] = None
+
+
+_SINGLE_TASKS = tuple(t.value for t in TaskName)
+
+
+def preset_configs() -> dict[str, dict]:
+    """The conf/attack presets: name -> fields (optimizer, objective, target_task).
+
+    One per objective x optimizer, named ``<objective>_<optimizer>``; Single-x is
+    ``single_<task>_<optimizer>`` for every task of both datasets.
+    """
+    presets: dict[str, dict] = {}
+    for opt in OptimizerName:
+        for obj in ObjectiveName:
+            targets = _SINGLE_TASKS if obj is ObjectiveName.single else (None,)
+            for task in targets:
+                name = f"single_{task}_{opt.value}" if task else f"{obj.value}_{opt.value}"
+                presets[name] = {"optimizer": opt.value, "objective": obj.value, "target_task": task}
+    return presets

@@ -1,0 +1,182 @@
+"""Typed schema of the Hydra config, so typos fail at compose time.
+
+The YAML files in conf/ fill these dataclasses; `register()` stores the schema
+in Hydra's ConfigStore as `config_schema`, which conf/config.yaml lists first in
+its defaults. Any key that is not a field here (in a YAML file or on the command
+line) is then rejected by OmegaConf before the job starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .attacks.config import AttackConfig
+
+
+class DatasetKind(Enum):
+    nyuv2 = "nyuv2"
+    taskonomy = "taskonomy"
+
+
+class BackboneName(Enum):
+    resnet34 = "resnet34"
+    mobilenetv2 = "mobilenetv2"
+
+
+@dataclass
+class SynthConfig:
+    """Rendered stand-in: image size in pixels, scene counts, scene seed."""
+
+    height: int = 96
+    width: int = 128
+    n_train: int = 800
+    n_test: int = 200
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    kind: DatasetKind = MISSING
+    # Folder with the real data (nyu_v2_3task.json or taskonomy.json inside).
+    root: Optional[str] = None
+    # Set for the rendered datasets: they are made on first use in the cache.
+    synthetic: Optional[SynthConfig] = None
+    # Side of the square network input after the test resize / train crop.
+    input_size: int = 321
+    test_split: str = "test"
+    eval_batch_size: int = 16
+    num_workers: int = 0
+
+
+@dataclass
+class BackboneConfig:
+    name: BackboneName = BackboneName.resnet34
+    head_width: int = 1024
+
+
+class LayoutPreset(Enum):
+    all_shared = "all_shared"
+    independent = "independent"
+    random = "random"
+
+
+@dataclass
+class LayoutConfig:
+    """Which TreeMTL layout: `spec` or `index` override `preset` (not both)."""
+
+    preset: LayoutPreset = LayoutPreset.all_shared
+    index: Optional[int] = None
+    spec: Optional[str] = None
+    seed: int = 0  # for preset=random
+
+
+@dataclass
+class TrainConfig:
+    name: str = "quick"
+    iterations: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 1e-4
+    lr_step: int = 4000
+    lr_gamma: float = 0.5
+    augment: bool = True
+
+
+@dataclass
+class ModelConfig:
+    # A user's trained weights: a file saved by mtl-attack (a dict with "state_dict").
+    checkpoint: Optional[str] = None
+
+
+class LoggerName(Enum):
+    none = "none"
+    wandb = "wandb"
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = LoggerName.none
+    mode: str = "offline"
+    project: str = "mtl-attack"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = MISSING
+    backbone: BackboneConfig = MISSING
+    layout: LayoutConfig = MISSING
+    attack: AttackConfig = MISSING
+    train: TrainConfig = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    logger: LoggerConfig = MISSING
+    # L-infinity budget in pixel units out of 255 (eps=4 means 4/255 on [0,1] images).
+    eps: float = 4.0
+    seed: int = 0
+    # Names the output folders (outputs/<name>/..., multirun/<name>/...) and the W&B group.
+    name: str = "default"
+    # WeightedTotal without attack.weights: grid-search them on this many train images.
+    calibration_images: int = 32
+    # Rerun sweep jobs whose folder already holds a finished record.
+    force: bool = False
+    # Rendered data and trained models; relative paths are taken from the launch folder.
+    cache_dir: str = ".cache"
+    device: str = "auto"
+
+
+def job_dirname(overrides: str, limit: int = 120) -> str:
+    """A job folder name from its overrides (Hydra's override_dirname), safe as one path part.
+
+    Slashes become underscores; names over `limit` characters keep their start and
+    gain a hash of the whole, so long override lists stay unique and under 255 bytes.
+    """
+    import hashlib
+
+    name = (overrides or "default").replace("/", "_")
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 11]}-{digest}"
+
+
+def register() -> None:
+    """Store the schema in Hydra's ConfigStore and the `job_dirname` resolver (idempotent)."""
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("job_dirname"):
+        OmegaConf.register_new_resolver("job_dirname", job_dirname)
+
+
+register()
+
+
+def conf_dir() -> str:
+    """Absolute path of the repository's conf/ folder (the package is installed editable)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "conf"
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"no conf/config.yaml at {path}; install mtl-attack from its repository with `pip install -e .`"
+        )
+    return str(path)
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the job config as run.py would, without starting a job (for the CLI and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []))

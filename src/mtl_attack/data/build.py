@@ -1,0 +1,48 @@
+"""From a dataset config to a data root and torch Datasets.
+
+Rendered datasets are made on first use inside the cache folder; real ones are
+read from `dataset.root`. Either way the same loader reads the files.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .datasets import build_dataset
+
+
+def _kind(cfg: DictConfig) -> str:
+    kind = cfg.kind
+    return kind.value if hasattr(kind, "value") else str(kind)
+
+
+def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) -> Path:
+    """Return the folder holding the dataset's files, rendering it first if synthetic."""
+    if cfg.get("synthetic") is not None:
+        from .synth import ensure_synthetic
+
+        s = cfg.synthetic
+        return ensure_synthetic(
+            Path(cache_dir) / "data",
+            kind=_kind(cfg),
+            n_train=s.n_train,
+            n_test=s.n_test,
+            height=s.height,
+            width=s.width,
+            seed=s.seed,
+            progress=progress,
+        )
+    if not cfg.get("root"):
+        raise ValueError(
+            f"dataset {cfg.name} needs dataset.root=/path/to/data "
+            "(or pick a rendered one: dataset=synth_nyuv2 or dataset=synth_taskonomy)"
+        )
+    return Path(cfg.root).expanduser()
+
+
+def build_splits(cfg: DictConfig, root: Path):
+    """Train (augmented) and test Datasets for the dataset config, in that order."""
+    train = build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=True)
+    test = build_dataset(_kind(cfg), root, cfg.test_split, cfg.input_size, augment=False)
+    return train, test

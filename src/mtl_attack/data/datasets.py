@@ -1,0 +1,306 @@
+"""Torch datasets over NYUv2 and Tiny-Taskonomy folders (formats: :mod:`mtl_attack.data.formats`).
+
+An item is ``{"image": float32 [3,S,S] RGB in [0,1], "targets": {task: tensor},
+"masks": {task: bool [S,S]}}`` with S = input_size; targets are
+segment_semantic int64 [S,S] (255 = ignore), normal float32 [3,S,S] unit
+vectors, depth_zbuffer / keypoints2d / edge_texture float32 [1,S,S]; invalid
+pixels hold 0 and have mask False.
+
+Preprocessing follows the authors' loaders (see the formats docstring):
+
+- test (augment=False): image and labels resized to S x S (aspect ratio not
+  kept); image bilinear, labels nearest (floor(dst*in/out), as cv2 and
+  torch's "nearest").
+- train (augment=True): scale s ~ U[0.5, 1.5) to int(h*s) x int(w*s); mirror
+  with p = 0.5; pad to at least S x S with the picture centred (image 0, seg
+  255, other targets 0 with mask False); uniform random S x S crop.
+- Taskonomy first resizes every map to a square base of round(S*256/224)
+  (256 for S = 224), as the authors' fixed 256 pre-resize. The authors use
+  nearest for the image in this step; here the image is bilinear throughout.
+- Mirroring negates the normal's x component (channel 0) by default. The
+  authors do that for Taskonomy but not for NYUv2; pass
+  ``negate_normal_x_on_flip=False`` for their NYUv2 behaviour.
+
+Randomness: with ``seed`` set, item i of epoch e (see :meth:`set_epoch`) uses
+numpy's default_rng((seed, e, i)), so augmentation is reproducible and the
+same across DataLoader workers; with seed None it draws from torch's global
+generator (which DataLoader seeds per worker).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from . import formats
+
+SEG = "segment_semantic"
+NYUV2_TASKS = ("segment_semantic", "normal", "depth_zbuffer")
+TASKONOMY_TASKS = NYUV2_TASKS + ("keypoints2d", "edge_texture")
+SCALE_RANGE = (0.5, 1.5)
+TASKONOMY_BASE_RATIO = 256 / 224  # authors: pre-resize to 256, crop/test 224
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """What differs between the two on-disk datasets."""
+
+    name: str
+    tasks: tuple[str, ...]
+    default_input_size: int
+    base_ratio: float | None  # square pre-resize as a multiple of input_size, None = none
+    read: Callable[[str, list, str, str], dict]  # (root, paths, split, source) -> decoded numpy dict
+    has_class_weights: bool
+
+
+def _read_nyuv2(root: str, paths: list, split: str, source: str) -> dict:
+    return formats.read_nyuv2_sample(root, paths, source)
+
+
+# A module-level table (no lambdas) so datasets pickle into spawned DataLoader workers.
+KINDS: dict[str, DatasetKind] = {
+    "nyuv2": DatasetKind("nyuv2", NYUV2_TASKS, 321, None, _read_nyuv2, False),
+    "taskonomy": DatasetKind(
+        "taskonomy", TASKONOMY_TASKS, 224, TASKONOMY_BASE_RATIO, formats.read_taskonomy_sample, True
+    ),
+}
+
+
+def get_kind(kind: str) -> DatasetKind:
+    """The :class:`DatasetKind` named ``kind`` ("nyuv2" or "taskonomy")."""
+    if kind not in KINDS:
+        raise ValueError(f"dataset kind {kind!r} is unknown; use one of {sorted(KINDS)}")
+    return KINDS[kind]
+
+
+# --------------------------------------------------------------------------- geometry (pure)
+
+Fields = dict[str, torch.Tensor]
+
+
+def _fill(task: str) -> int:
+    return formats.IGNORE_LABEL if task == SEG else 0
+
+
+def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize the last two dims of ``x`` (any dtype) to ``size`` = (h, w) with nearest.
+
+    Source index = floor(dst * in / out) in exact integer arithmetic, the rule of
+    cv2.INTER_NEAREST and torch "nearest" (which round in floating point).
+    """
+    h_in, w_in = x.shape[-2:]
+    h, w = size
+    ih = torch.arange(h) * h_in // h  # exact integer floor
+    iw = torch.arange(w) * w_in // w
+    return x.index_select(-2, ih).index_select(-1, iw)
+
+
+def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize an image [3,H,W] to ``size`` = (h, w), bilinear with half-pixel centres (as cv2.INTER_LINEAR)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    out = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    return out.clamp_(0.0, 1.0)
+
+
+def resize_sample(image: torch.Tensor, targets: Fields, masks: Fields, size: tuple[int, int]) -> tuple[torch.Tensor, Fields, Fields]:
+    """Resize image (bilinear) and every target and mask (nearest) to ``size`` = (h, w)."""
+    return (
+        bilinear_resize(image, size),
+        {t: nearest_resize(v, size) for t, v in targets.items()},
+        {t: nearest_resize(v, size) for t, v in masks.items()},
+    )
+
+
+def flip_sample(image: torch.Tensor, targets: Fields, masks: Fields, negate_normal_x: bool) -> tuple[torch.Tensor, Fields, Fields]:
+    """Mirror left-right; with ``negate_normal_x`` the normal's channel 0 changes sign."""
+    targets = {t: v.flip(-1) for t, v in targets.items()}
+    if negate_normal_x and "normal" in targets:
+        targets["normal"][0].neg_()
+    return image.flip(-1), targets, {t: v.flip(-1) for t, v in masks.items()}
+
+
+def _pad_crop(x: torch.Tensor, fill, pad_hw: tuple[int, int], off: tuple[int, int], start: tuple[int, int], crop: tuple[int, int]) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    canvas = torch.full((*x.shape[:-2], *pad_hw), fill, dtype=x.dtype)
+    canvas[..., off[0] : off[0] + h, off[1] : off[1] + w] = x
+    return canvas[..., start[0] : start[0] + crop[0], start[1] : start[1] + crop[1]].contiguous()
+
+
+def pad_crop_sample(
+    image: torch.Tensor, targets: Fields, masks: Fields, crop: tuple[int, int], start: tuple[int, int]
+) -> tuple[torch.Tensor, Fields, Fields]:
+    """Pad to at least ``crop`` with the picture centred, then cut ``crop`` = (h, w) at ``start`` = (top, left).
+
+    ``start`` indexes the padded canvas; valid tops are 0..max(H, h) - h. Padding:
+    image 0, seg 255, other targets 0, masks False.
+    """
+    h, w = image.shape[-2:]
+    pad_hw = (max(h, crop[0]), max(w, crop[1]))
+    off = ((pad_hw[0] - h) // 2, (pad_hw[1] - w) // 2)
+    if not (0 <= start[0] <= pad_hw[0] - crop[0] and 0 <= start[1] <= pad_hw[1] - crop[1]):
+        raise ValueError(f"crop start {start} outside 0..{(pad_hw[0] - crop[0], pad_hw[1] - crop[1])}")
+    return (
+        _pad_crop(image, 0.0, pad_hw, off, start, crop),
+        {t: _pad_crop(v, _fill(t), pad_hw, off, start, crop) for t, v in targets.items()},
+        {t: _pad_crop(v, False, pad_hw, off, start, crop) for t, v in masks.items()},
+    )
+
+
+def augment_sample(
+    image: torch.Tensor,
+    targets: Fields,
+    masks: Fields,
+    crop: int,
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = SCALE_RANGE,
+    negate_normal_x: bool = True,
+) -> tuple[torch.Tensor, Fields, Fields]:
+    """The authors' training augmentation: random scale, mirror (p = 0.5), pad and random crop to crop x crop.
+
+    Draws from ``rng`` in this order: scale, flip, crop top, crop left.
+    """
+    h, w = image.shape[-2:]
+    s = scale_range[0] + rng.random() * (scale_range[1] - scale_range[0])
+    size = (max(1, int(h * s)), max(1, int(w * s)))
+    flip = rng.random() > 0.5
+    image, targets, masks = resize_sample(image, targets, masks, size)
+    if flip:
+        image, targets, masks = flip_sample(image, targets, masks, negate_normal_x)
+    top = int(rng.integers(0, max(size[0], crop) - crop + 1))
+    left = int(rng.integers(0, max(size[1], crop) - crop + 1))
+    return pad_crop_sample(image, targets, masks, (crop, crop), (top, left))
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def decoded_to_tensors(decoded: dict[str, np.ndarray], tasks: tuple[str, ...]) -> tuple[torch.Tensor, Fields, Fields]:
+    """Numpy dict from a formats reader -> (image float32 [3,H,W] in [0,1], targets, masks) at the stored size."""
+    image = torch.from_numpy(np.ascontiguousarray(decoded["image"])).permute(2, 0, 1).float().div_(255.0)
+    seg = torch.from_numpy(decoded["seg"].astype(np.int64))
+    targets: Fields = {
+        SEG: seg,
+        "normal": torch.from_numpy(np.ascontiguousarray(decoded["normal"], np.float32)).permute(2, 0, 1).contiguous(),
+        "depth_zbuffer": torch.from_numpy(np.asarray(decoded["depth"], np.float32))[None],
+    }
+    masks: Fields = {
+        SEG: seg != formats.IGNORE_LABEL,
+        "normal": torch.from_numpy(decoded["normal_valid"]),
+        "depth_zbuffer": torch.from_numpy(decoded["depth_valid"]),
+    }
+    for t in tasks[3:]:
+        targets[t] = torch.from_numpy(np.asarray(decoded[t], np.float32))[None]
+        masks[t] = torch.ones(seg.shape, dtype=torch.bool)
+    return image, targets, masks
+
+
+class MultiTaskDataset(Dataset):
+    """NYUv2 or Tiny-Taskonomy split on disk, yielding items in the shared convention (module docstring).
+
+    Args:
+        kind: "nyuv2" or "taskonomy".
+        root: folder holding the split json (and, for Taskonomy, semseg_prior_factor.npy).
+        split: a key of the split json ("train", "test", Taskonomy also "test_small").
+        input_size: side S of the square output; default 321 (NYUv2) / 224 (Taskonomy).
+        augment: training augmentation (random scale, mirror, crop) instead of a resize.
+        seed: makes augmentation reproducible (None: torch's global generator).
+        negate_normal_x_on_flip: mirror also negates the normal's x (authors: Taskonomy only).
+
+    Attributes: ``tasks`` (task names in the fixed order), ``class_weights``
+    (Taskonomy: float32 [17] seg cross-entropy weights from
+    semseg_prior_factor.npy; NYUv2: None).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        root: str,
+        split: str,
+        input_size: int | None = None,
+        augment: bool = False,
+        seed: int | None = None,
+        negate_normal_x_on_flip: bool = True,
+    ) -> None:
+        self.kind = get_kind(kind)
+        root = os.path.abspath(os.path.expanduser(str(root)))
+        json_name = formats.split_json_path(root, kind)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(
+                f"dataset root {root} does not exist; set dataset.root to the folder holding {os.path.basename(json_name)} (or use a synthetic dataset)"
+            )
+        splits = formats.read_split_json(root, kind)
+        if split not in splits:
+            raise ValueError(f"split {split!r} is not in {json_name}; it has {sorted(splits)}")
+        if not splits[split]:
+            raise ValueError(f"split {split!r} of {json_name} lists no samples")
+        size = self.kind.default_input_size if input_size is None else input_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
+        self.root = root
+        self.split = split
+        self.entries: list[list[str]] = splits[split]
+        self.input_size = int(size)
+        self.base_size = None if self.kind.base_ratio is None else int(round(self.input_size * self.kind.base_ratio))
+        self.augment = bool(augment)
+        self.seed = seed
+        self.negate_normal_x_on_flip = bool(negate_normal_x_on_flip)
+        self.tasks = self.kind.tasks
+        self.source = f"{json_name} ({split})"
+        self.class_weights = torch.from_numpy(formats.read_semseg_prior(root)) if self.kind.has_class_weights else None
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation draws of a seeded dataset (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def sample_paths(self, index: int) -> list[str]:
+        """The paths of item ``index`` as listed in the split json."""
+        return list(self.entries[index])
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        return np.random.default_rng((int(self.seed), self.epoch, int(index)))
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self.entries):
+            raise IndexError(f"index {index} out of range for {len(self.entries)} samples of {self.source}")
+        decoded = self.kind.read(self.root, self.entries[index], self.split, self.source)
+        image, targets, masks = decoded_to_tensors(decoded, self.tasks)
+        if self.base_size is not None:
+            image, targets, masks = resize_sample(image, targets, masks, (self.base_size, self.base_size))
+        s = self.input_size
+        if self.augment:
+            image, targets, masks = augment_sample(
+                image, targets, masks, s, self._rng(index), negate_normal_x=self.negate_normal_x_on_flip
+            )
+        else:
+            image, targets, masks = resize_sample(image, targets, masks, (s, s))
+        masks[SEG] = targets[SEG] != formats.IGNORE_LABEL
+        for t in self.tasks:
+            if t != SEG:
+                targets[t] = targets[t] * masks[t]  # invalid pixels hold 0
+        return {"image": image.contiguous(), "targets": targets, "masks": masks}
+
+
+def build_dataset(
+    kind: str,
+    root: str,
+    split: str,
+    input_size: int | None = None,
+    augment: bool = False,
+    seed: int | None = None,
+    negate_normal_x_on_flip: bool = True,
+) -> MultiTaskDataset:
+    """Open split ``split`` of the ``kind`` dataset under ``root`` (see :class:`MultiTaskDataset`)."""
+    return MultiTaskDataset(kind, root, split, input_size, augment, seed, negate_normal_x_on_flip)

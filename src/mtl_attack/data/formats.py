@@ -1,0 +1,558 @@
+"""On-disk formats of NYUv2 (AdaShare's copy) and Tiny-Taskonomy.
+
+Pure numpy encoders/decoders, atomic writers (used by the synthetic renderer)
+and validating readers (used by :mod:`mtl_attack.data.datasets`).
+
+Layout written here (and read from a user's copy of the real data)::
+
+    NYUv2      root/nyu_v2_3task.json   {"train": [[img, seg, normal, depth], ...], "test": [...]}
+               root/img/<stem>.png          8-bit RGB
+               root/seg/<stem>.png          8-bit gray, classes 0-39, 255 void
+               root/normal_mask/<stem>.png  8-bit RGB, (n+1)/2*255, white = invalid
+               root/depth/<stem>.npy        float32 [H,W] metres, valid where > 3e-5
+    Taskonomy  root/taskonomy.json      {"train": [[rgb, seg, normal, depth, kp, edge], ...],
+                                         "test": [...], "test_small": [...]}
+               root/semseg_prior_factor.npy   17 class weights
+               root/rgb/<stem>.png               8-bit RGB
+               root/segment_semantic/<stem>.png  8-bit gray, raw = class + 1, 0 = unlabeled
+               root/normal/<stem>.png            8-bit RGB, (n+1)/2*255
+               root/depth_zbuffer/<stem>.png     16-bit, 1/512 m per unit, >= 64500 invalid
+               root/keypoints2d/<stem>.png       16-bit, raw/2^16 clipped to [0, 0.005]
+               root/edge_texture/<stem>.png      16-bit, raw/2^16 clipped to [0, 0.08]
+
+The folder names follow AdaShare's NYUv2 sample copy (img, seg, normal_mask,
+depth) and Taskonomy's task names.
+
+Resolving a path listed in a split json (first existing candidate wins):
+an absolute path that exists is used as is; otherwise the path (leading "/"
+stripped) is joined onto root, as AdaShare does; for Taskonomy it is then
+tried under root/train (split "train") or root/test (splits "test",
+"test_small"), as TreeMTL's loader does.
+
+Facts from the authors' loaders (TreeMTL data/nyuv2_dataloader_adashare.py
+and data/taskonomy_dataloader_adashare.py, the same as MTLAttack-DGBA
+data/nyuv2_dataloader_adashare.py and AdaShare dataloaders/*.py; losses in
+TreeMTL data/pixel2pixel_loss.py):
+
+- NYUv2 test: image and labels resized to a crop_h x crop_w square (321x321,
+  aspect ratio not kept); image bilinear (cv2 default), labels nearest.
+- NYUv2 train: scale s = U[0.5, 1.5), size int(h*s) x int(w*s) (image
+  bilinear, labels nearest); mirror with p = 0.5 WITHOUT negating the normal's
+  x component; pad to at least the crop size with the image centred (image 0
+  = black, seg 255, normal 255 = invalid, depth 0 = invalid), then a uniform
+  random crop.
+- NYUv2 normals are read with cv2 (BGR) and fed raw 0..255 to F.normalize in
+  the loss, i.e. never decoded to [-1, 1]; a pixel is invalid when ANY
+  channel is 255. This module decodes (n+1)/2*255 back to unit vectors and
+  treats only white (255,255,255) as invalid, as SPEC states.
+- NYUv2 depth valid where depth > 3e-5 (pixel2pixel_loss depth_loss).
+- Taskonomy: every map is first resized to 256x256 with nearest (the RGB
+  image too); train then scale 0.5-1.5, mirror (normal x negated: sn[..., 0]
+  *= -1), pad/crop to 224 (labels padded with 255, which every loss treats as
+  invalid); test resizes 256 -> 224.
+- Taskonomy seg: raw 0 (unlabeled) is turned into class 0 (raw 0 -> 1, then
+  -1); the mask raw > 0 times prior_factor[class] is computed but TreeMTL's
+  loss ignores it. This module maps raw 0 to ignore (255) instead.
+- semseg_prior_factor.npy: the class weights of the seg cross-entropy
+  (nn.CrossEntropyLoss(weight=prior_factor, ignore_index=255)), in training
+  and in the Taskonomy seg metric.
+- Taskonomy validity: depth raw < 64500; the normal's mask IS the depth mask;
+  keypoints2d and edge_texture have no mask (only padding is ignored).
+- Depth target log(1 + raw) / log(2^16); keypoints raw/2^16 clipped to
+  [0, 0.005], edges to [0, 0.08], each mapped linearly onto [-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IGNORE_LABEL = 255
+
+NYUV2_JSON = "nyu_v2_3task.json"
+NYUV2_SPLITS = ("train", "test")
+NYUV2_DIRS = ("img", "seg", "normal_mask", "depth")
+NYUV2_NUM_CLASSES = 40
+NYUV2_DEPTH_MIN = 3e-5  # metres; at or below means no measurement
+
+TASKONOMY_JSON = "taskonomy.json"
+TASKONOMY_SPLITS = ("train", "test", "test_small")
+TASKONOMY_DIRS = ("rgb", "segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture")
+TASKONOMY_NUM_CLASSES = 17
+TASKONOMY_DEPTH_PER_METRE = 512.0  # raw units per metre
+TASKONOMY_DEPTH_INVALID = 64500  # raw >= this is invalid
+TASKONOMY_DEPTH_INVALID_RAW = 65535  # what the writer stores for invalid pixels
+KEYPOINTS_MAX = 0.005  # clip range of raw/2^16
+EDGES_MAX = 0.08
+SEMSEG_PRIOR = "semseg_prior_factor.npy"
+
+_U16 = 2.0**16
+_MODES_8BIT_GRAY = ("L", "P")
+_MODES_16BIT = ("I;16", "I;16B", "I;16L", "I")
+_MODE_WORDS = {
+    "rgb": "an 8-bit RGB PNG (mode RGB)",
+    "gray8": "an 8-bit single-channel PNG (mode L)",
+    "gray16": "a 16-bit single-channel PNG (mode I;16)",
+}
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+def encode_normal_png(normal: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Unit normals float [H,W,3] in [-1,1] -> uint8 [H,W,3] = round((n+1)/2*255).
+
+    Pixels where ``valid`` (bool [H,W]) is False become white (255,255,255).
+    """
+    raw = np.clip(np.rint((np.asarray(normal, np.float64) + 1.0) * 0.5 * 255.0), 0, 255).astype(np.uint8)
+    if valid is not None:
+        raw[~np.asarray(valid, bool)] = 255
+    return raw
+
+
+def decode_normal_png(raw: np.ndarray, white_is_invalid: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [H,W,3] -> (unit normals float32 [H,W,3], valid bool [H,W]).
+
+    n = raw/255*2-1, renormalised to unit length; invalid pixels are zero.
+    With ``white_is_invalid`` (NYUv2) a white pixel is invalid.
+    """
+    n = raw.astype(np.float32) / 255.0 * 2.0 - 1.0
+    norm = np.linalg.norm(n, axis=-1)
+    valid = norm > 1e-6
+    if white_is_invalid:
+        valid &= ~np.all(raw == 255, axis=-1)
+    out = np.zeros_like(n)
+    out[valid] = n[valid] / norm[valid][:, None]
+    return out, valid
+
+
+def encode_taskonomy_seg(seg: np.ndarray) -> np.ndarray:
+    """Class ids uint8 [H,W] (0-16, 255 = unlabeled) -> raw uint8 = id + 1, 0 for unlabeled."""
+    seg = np.asarray(seg)
+    raw = seg.astype(np.int64) + 1
+    raw[seg == IGNORE_LABEL] = 0
+    return raw.astype(np.uint8)
+
+
+def decode_taskonomy_seg(raw: np.ndarray) -> np.ndarray:
+    """Raw uint8 [H,W] -> class ids uint8 = raw - 1, with raw 0 (unlabeled) -> 255."""
+    seg = raw.astype(np.int64) - 1
+    seg[raw == 0] = IGNORE_LABEL
+    return seg.astype(np.uint8)
+
+
+def encode_taskonomy_depth(depth_m: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Depth in metres float [H,W] + valid bool [H,W] -> uint16 raw (1/512 m units).
+
+    Valid depths are clipped into [0, 64499] so they stay valid; invalid pixels get 65535.
+    """
+    raw = np.clip(np.rint(np.asarray(depth_m, np.float64) * TASKONOMY_DEPTH_PER_METRE), 0, TASKONOMY_DEPTH_INVALID - 1)
+    raw = raw.astype(np.uint16)
+    raw[~np.asarray(valid, bool)] = TASKONOMY_DEPTH_INVALID_RAW
+    return raw
+
+
+def decode_taskonomy_depth(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 [H,W] -> (target float32 [H,W] = log(1+raw)/log(2^16), valid = raw < 64500).
+
+    Invalid pixels get target 0.
+    """
+    valid = raw < TASKONOMY_DEPTH_INVALID
+    target = (np.log1p(raw.astype(np.float64)) / np.log(_U16)).astype(np.float32)
+    target[~valid] = 0.0
+    return target, valid
+
+
+def encode_clipped_16bit(target: np.ndarray, vmax: float) -> np.ndarray:
+    """Target float [H,W] in [-1,1] -> uint16 raw with raw/2^16 = (t+1)/2*vmax (inverse of the reader)."""
+    v = (np.clip(np.asarray(target, np.float64), -1.0, 1.0) + 1.0) * 0.5 * vmax
+    return np.clip(np.rint(v * _U16), 0, 65535).astype(np.uint16)
+
+
+def decode_clipped_16bit(raw: np.ndarray, vmax: float) -> np.ndarray:
+    """uint16 [H,W] -> float32 target = clip(raw/2^16, 0, vmax)/vmax*2-1 in [-1,1]."""
+    v = np.clip(raw.astype(np.float64) / _U16, 0.0, vmax)
+    return (v / vmax * 2.0 - 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _check_stem(stem: str) -> None:
+    if not isinstance(stem, str) or not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
+        raise ValueError(f"sample stem {stem!r} must be a non-empty file name without path separators")
+
+
+def _check_array(name: str, arr: Any, shape: tuple, kind: str) -> np.ndarray:
+    """Check dtype family ('uint8', 'float', 'bool') and shape (None = any size, matched later)."""
+    arr = np.asarray(arr)
+    ok = {
+        "uint8": arr.dtype == np.uint8,
+        "float": np.issubdtype(arr.dtype, np.floating),
+        "bool": arr.dtype == np.bool_,
+    }[kind]
+    shape_ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+    if not ok or not shape_ok:
+        want = "x".join("?" if s is None else str(s) for s in shape)
+        raise ValueError(f"{name} must be a {kind} array of shape [{want}], got {arr.dtype} {list(arr.shape)}")
+    return arr
+
+
+def _check_same_hw(hw: tuple[int, int], **arrays: np.ndarray) -> None:
+    for name, arr in arrays.items():
+        if tuple(arr.shape[:2]) != hw:
+            raise ValueError(f"{name} has height x width {tuple(arr.shape[:2])} but rgb has {hw}; all maps must match")
+
+
+def write_nyuv2_sample(
+    root: str,
+    stem: str,
+    rgb: np.ndarray,
+    seg: np.ndarray,
+    normal: np.ndarray,
+    normal_valid: np.ndarray,
+    depth: np.ndarray,
+) -> list[str]:
+    """Write one NYUv2 sample in AdaShare's format; return [img, seg, normal, depth] relative to root.
+
+    rgb uint8 [H,W,3]; seg uint8 [H,W] classes 0-39 or 255 (void); normal float
+    [H,W,3] unit vectors; normal_valid bool [H,W] (False -> white pixel); depth
+    float [H,W] metres (<= 3e-5 means invalid), stored as float32 .npy.
+    """
+    _check_stem(stem)
+    rgb = _check_array("rgb", rgb, (None, None, 3), "uint8")
+    hw = rgb.shape[:2]
+    seg = _check_array("seg", seg, (None, None), "uint8")
+    normal = _check_array("normal", normal, (None, None, 3), "float")
+    normal_valid = _check_array("normal_valid", normal_valid, (None, None), "bool")
+    depth = _check_array("depth", depth, (None, None), "float")
+    _check_same_hw(hw, seg=seg, normal=normal, normal_valid=normal_valid, depth=depth)
+    bad = (seg >= NYUV2_NUM_CLASSES) & (seg != IGNORE_LABEL)
+    if bad.any():
+        raise ValueError(f"seg holds value {int(seg[bad][0])}; NYUv2 classes are 0-39 with 255 for void")
+    rel = [f"{NYUV2_DIRS[0]}/{stem}.png", f"{NYUV2_DIRS[1]}/{stem}.png", f"{NYUV2_DIRS[2]}/{stem}.png", f"{NYUV2_DIRS[3]}/{stem}.npy"]
+    payloads = [
+        _png_bytes(rgb),
+        _png_bytes(seg),
+        _png_bytes(encode_normal_png(normal, normal_valid)),
+        _npy_bytes(depth.astype(np.float32)),
+    ]
+    for r, data in zip(rel, payloads):
+        _atomic_write_bytes(os.path.join(root, r), data)
+    return rel
+
+
+def write_taskonomy_sample(
+    root: str,
+    stem: str,
+    rgb: np.ndarray,
+    seg: np.ndarray,
+    normal: np.ndarray,
+    depth_m: np.ndarray,
+    depth_valid: np.ndarray,
+    keypoints: np.ndarray,
+    edges: np.ndarray,
+) -> list[str]:
+    """Write one Tiny-Taskonomy sample; return the 6 paths relative to root.
+
+    Order: [rgb, segment_semantic, normal, depth_zbuffer, keypoints2d, edge_texture].
+    rgb uint8 [H,W,3]; seg uint8 [H,W] classes 0-16 or 255 (stored raw = seg+1,
+    0 for 255); normal float [H,W,3] in [-1,1]; depth_m float [H,W] metres and
+    depth_valid bool [H,W] (16-bit raw 1/512 m, 65535 when invalid); keypoints
+    and edges float [H,W] in TARGET space [-1,1] (16-bit raw, the inverse of
+    the reader's clip-and-map).
+    """
+    _check_stem(stem)
+    rgb = _check_array("rgb", rgb, (None, None, 3), "uint8")
+    hw = rgb.shape[:2]
+    seg = _check_array("seg", seg, (None, None), "uint8")
+    normal = _check_array("normal", normal, (None, None, 3), "float")
+    depth_m = _check_array("depth_m", depth_m, (None, None), "float")
+    depth_valid = _check_array("depth_valid", depth_valid, (None, None), "bool")
+    keypoints = _check_array("keypoints", keypoints, (None, None), "float")
+    edges = _check_array("edges", edges, (None, None), "float")
+    _check_same_hw(hw, seg=seg, normal=normal, depth_m=depth_m, depth_valid=depth_valid, keypoints=keypoints, edges=edges)
+    bad = (seg >= TASKONOMY_NUM_CLASSES) & (seg != IGNORE_LABEL)
+    if bad.any():
+        raise ValueError(f"seg holds value {int(seg[bad][0])}; Taskonomy classes are 0-16 with 255 for unlabeled")
+    rel = [f"{d}/{stem}.png" for d in TASKONOMY_DIRS]
+    payloads = [
+        _png_bytes(rgb),
+        _png_bytes(encode_taskonomy_seg(seg)),
+        _png_bytes(encode_normal_png(normal)),
+        _png_bytes(encode_taskonomy_depth(depth_m, depth_valid)),
+        _png_bytes(encode_clipped_16bit(keypoints, KEYPOINTS_MAX)),
+        _png_bytes(encode_clipped_16bit(edges, EDGES_MAX)),
+    ]
+    for r, data in zip(rel, payloads):
+        _atomic_write_bytes(os.path.join(root, r), data)
+    return rel
+
+
+# Per kind: split json name, required split keys, number of paths per sample.
+_SPLIT_SPEC = {
+    "nyuv2": (NYUV2_JSON, NYUV2_SPLITS, 4),
+    "taskonomy": (TASKONOMY_JSON, TASKONOMY_SPLITS, 6),
+}
+
+
+def _split_spec(kind: str) -> tuple[str, tuple[str, ...], int]:
+    if kind not in _SPLIT_SPEC:
+        raise ValueError(f"dataset kind {kind!r} is unknown; use one of {sorted(_SPLIT_SPEC)}")
+    return _SPLIT_SPEC[kind]
+
+
+def split_json_path(root: str, kind: str) -> str:
+    """Path of the split json of a dataset kind ("nyuv2" or "taskonomy") under root."""
+    return os.path.join(root, _split_spec(kind)[0])
+
+
+def _check_entries(where: str, split: str, entries: Any, n_paths: int) -> None:
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: split {split!r} must be a list of path lists, got {type(entries).__name__}")
+    for i, e in enumerate(entries):
+        if not isinstance(e, (list, tuple)) or len(e) != n_paths or not all(isinstance(p, str) for p in e):
+            raise ValueError(f"{where}: entry {i} of split {split!r} must be a list of {n_paths} path strings, got {e!r}"[:400])
+
+
+def write_split_json(root: str, kind: str, splits: Mapping[str, Sequence[Sequence[str]]]) -> str:
+    """Write nyu_v2_3task.json (kind "nyuv2": train, test) or taskonomy.json
+    (kind "taskonomy": train, test, test_small) atomically; return its path.
+
+    ``splits`` maps each split name to a list of per-sample path lists
+    (relative to root, as returned by the sample writers).
+    """
+    name, keys, n_paths = _split_spec(kind)
+    missing = [k for k in keys if k not in splits]
+    extra = [k for k in splits if k not in keys]
+    if missing or extra:
+        raise ValueError(f"{kind} splits must have exactly the keys {list(keys)}; missing {missing}, unexpected {extra}")
+    data = {k: [list(e) for e in splits[k]] for k in keys}
+    for k in keys:
+        _check_entries(name, k, data[k], n_paths)
+    path = os.path.join(root, name)
+    _atomic_write_bytes(path, json.dumps(data, indent=1).encode())
+    return path
+
+
+def read_split_json(root: str, kind: str) -> dict[str, list[list[str]]]:
+    """Read and validate the split json of ``kind`` under root (dict split -> path lists)."""
+    name, _, n_paths = _split_spec(kind)
+    path = os.path.join(root, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"split file {path} does not exist; dataset.root must hold {name} for a {kind} dataset")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); rewrite it or restore the original") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object mapping split names to path lists")
+    for k, v in data.items():
+        _check_entries(path, k, v, n_paths)
+    return data
+
+
+def write_semseg_prior(root: str, weights: Sequence[float]) -> str:
+    """Write Taskonomy's semseg_prior_factor.npy (17 positive float class weights) atomically; return its path."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (TASKONOMY_NUM_CLASSES,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"semseg prior must be {TASKONOMY_NUM_CLASSES} finite non-negative weights, got shape {list(w.shape)}")
+    path = os.path.join(root, SEMSEG_PRIOR)
+    _atomic_write_bytes(path, _npy_bytes(w))
+    return path
+
+
+def read_semseg_prior(root: str) -> np.ndarray:
+    """Read semseg_prior_factor.npy -> float32 [17], the seg cross-entropy class weights."""
+    path = os.path.join(root, SEMSEG_PRIOR)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist; a Taskonomy root must hold the 17 seg class weights (write_semseg_prior)")
+    w = _load_npy(path, "")
+    if w.shape != (TASKONOMY_NUM_CLASSES,) or not np.all(np.isfinite(w)):
+        raise ValueError(f"{path} must hold {TASKONOMY_NUM_CLASSES} finite floats, got shape {list(w.shape)}")
+    return w.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def resolve_listed_path(root: str, listed: str, alt_dirs: Sequence[str] = (), source: str = "") -> str:
+    """Absolute path of a path listed in a split json (rules in the module docstring).
+
+    Raises a one-line FileNotFoundError naming root/listed when no candidate exists.
+    """
+    candidates = []
+    if os.path.isabs(listed):
+        candidates.append(listed)
+    rel = listed.lstrip("/\\")
+    candidates.append(os.path.join(root, rel))
+    candidates.extend(os.path.join(root, d, rel) for d in alt_dirs)
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    where = f" listed in {source}" if source else ""
+    also = f" (also tried under {', '.join(os.path.join(root, d) for d in alt_dirs)})" if alt_dirs else ""
+    raise FileNotFoundError(f"{candidates[-1 - len(alt_dirs)]}{where} does not exist{also}; check dataset.root")
+
+
+def _where(path: str, source: str) -> str:
+    return f"{path} (listed in {source})" if source else path
+
+
+def _load_png(path: str, want: str, source: str) -> np.ndarray:
+    """Read a PNG and check its mode; ``want`` is 'rgb', 'gray8' or 'gray16'."""
+    try:
+        with Image.open(path) as im:
+            fmt, mode = im.format, im.mode
+            arr = np.array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{_where(path, source)} cannot be read as an image ({type(e).__name__}); expected {_MODE_WORDS[want]}") from None
+    allowed = {"rgb": ("RGB",), "gray8": _MODES_8BIT_GRAY, "gray16": _MODES_16BIT}[want]
+    if fmt != "PNG" or mode not in allowed:
+        raise ValueError(f"{_where(path, source)} is a {fmt} of mode {mode}; expected {_MODE_WORDS[want]}")
+    if want == "gray16":
+        if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+            raise ValueError(f"{_where(path, source)} has values outside 0-65535; expected {_MODE_WORDS[want]}")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def _load_npy(path: str, source: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{_where(path, source)} cannot be read as a .npy array ({type(e).__name__})") from None
+
+
+def _check_hw(path: str, source: str, arr: np.ndarray, hw: tuple[int, int], image_path: str) -> None:
+    if tuple(arr.shape[:2]) != tuple(hw):
+        raise ValueError(
+            f"{_where(path, source)} is {arr.shape[0]}x{arr.shape[1]} but its image {image_path} is {hw[0]}x{hw[1]}; maps must match"
+        )
+
+
+def read_nyuv2_sample(root: str, paths: Sequence[str], source: str = "") -> dict[str, np.ndarray]:
+    """Read and validate one NYUv2 sample listed as [img, seg, normal, depth].
+
+    Returns numpy arrays at the stored size H x W:
+    image uint8 [H,W,3] RGB; seg uint8 [H,W] (0-39, 255 void); normal float32
+    [H,W,3] unit vectors (0 where invalid); normal_valid bool [H,W]; depth
+    float32 [H,W] metres (0 where invalid); depth_valid bool [H,W] (> 3e-5).
+    ``source`` (e.g. "/x/nyu_v2_3task.json (test)") is named in errors.
+    """
+    if len(paths) != 4:
+        raise ValueError(f"an NYUv2 sample lists 4 paths [img, seg, normal, depth], got {len(paths)} in {source or 'paths'}")
+    img_p, seg_p, nrm_p, dep_p = (resolve_listed_path(root, p, (), source) for p in paths)
+    image = _load_png(img_p, "rgb", source)
+    hw = image.shape[:2]
+    seg = _load_png(seg_p, "gray8", source)
+    _check_hw(seg_p, source, seg, hw, img_p)
+    bad = (seg >= NYUV2_NUM_CLASSES) & (seg != IGNORE_LABEL)
+    if bad.any():
+        raise ValueError(f"{_where(seg_p, source)} holds label {int(seg[bad][0])}; expected classes 0-39 and 255 for void")
+    nrm_raw = _load_png(nrm_p, "rgb", source)
+    _check_hw(nrm_p, source, nrm_raw, hw, img_p)
+    normal, normal_valid = decode_normal_png(nrm_raw, white_is_invalid=True)
+    depth = _load_npy(dep_p, source)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(f"{_where(dep_p, source)} holds {depth.dtype} {list(depth.shape)}; expected a float [H,W] depth map in metres")
+    _check_hw(dep_p, source, depth, hw, img_p)
+    depth = depth.astype(np.float32)
+    depth_valid = depth > NYUV2_DEPTH_MIN  # NaN compares False -> invalid
+    depth = np.where(depth_valid, depth, 0.0).astype(np.float32)
+    return {
+        "image": image,
+        "seg": seg.astype(np.uint8),
+        "normal": normal,
+        "normal_valid": normal_valid,
+        "depth": depth,
+        "depth_valid": depth_valid,
+    }
+
+
+def taskonomy_alt_dirs(split: str | None) -> tuple[str, ...]:
+    """Sub-folders of root that TreeMTL's Taskonomy loader prefixes: train -> train, test* -> test."""
+    if split is None:
+        return ()
+    return ("train",) if split.startswith("train") else ("test",)
+
+
+def read_taskonomy_sample(root: str, paths: Sequence[str], split: str | None = None, source: str = "") -> dict[str, np.ndarray]:
+    """Read and validate one Tiny-Taskonomy sample listed as
+    [rgb, segment_semantic, normal, depth_zbuffer, keypoints2d, edge_texture].
+
+    Returns numpy arrays at the stored size H x W, already in target space:
+    image uint8 [H,W,3]; seg uint8 [H,W] (0-16, 255 unlabeled); normal float32
+    [H,W,3] unit vectors (0 where invalid); normal_valid bool [H,W] (= depth
+    valid, as the authors); depth float32 [H,W] = log(1+raw)/log(2^16) (0
+    where invalid); depth_valid bool [H,W] (raw < 64500); keypoints2d and
+    edge_texture float32 [H,W] in [-1,1].
+    """
+    if len(paths) != 6:
+        raise ValueError(f"a Taskonomy sample lists 6 paths [rgb, seg, normal, depth, keypoints, edges], got {len(paths)} in {source or 'paths'}")
+    alt = taskonomy_alt_dirs(split)
+    rgb_p, seg_p, nrm_p, dep_p, kp_p, ed_p = (resolve_listed_path(root, p, alt, source) for p in paths)
+    image = _load_png(rgb_p, "rgb", source)
+    hw = image.shape[:2]
+    seg_raw = _load_png(seg_p, "gray8", source)
+    _check_hw(seg_p, source, seg_raw, hw, rgb_p)
+    if seg_raw.max(initial=0) > TASKONOMY_NUM_CLASSES:
+        raise ValueError(f"{_where(seg_p, source)} holds raw label {int(seg_raw.max())}; expected 0 (unlabeled) to 17")
+    nrm_raw = _load_png(nrm_p, "rgb", source)
+    _check_hw(nrm_p, source, nrm_raw, hw, rgb_p)
+    dep_raw = _load_png(dep_p, "gray16", source)
+    _check_hw(dep_p, source, dep_raw, hw, rgb_p)
+    kp_raw = _load_png(kp_p, "gray16", source)
+    _check_hw(kp_p, source, kp_raw, hw, rgb_p)
+    ed_raw = _load_png(ed_p, "gray16", source)
+    _check_hw(ed_p, source, ed_raw, hw, rgb_p)
+    depth, depth_valid = decode_taskonomy_depth(dep_raw)
+    normal, normal_ok = decode_normal_png(nrm_raw, white_is_invalid=False)
+    normal_valid = depth_valid & normal_ok
+    normal[~normal_valid] = 0.0
+    return {
+        "image": image,
+        "seg": decode_taskonomy_seg(seg_raw),
+        "normal": normal,
+        "normal_valid": normal_valid,
+        "depth": depth,
+        "depth_valid": depth_valid,
+        "keypoints2d": decode_clipped_16bit(kp_raw, KEYPOINTS_MAX),
+        "edge_texture": decode_clipped_16bit(ed_raw, EDGES_MAX),
+    }
+

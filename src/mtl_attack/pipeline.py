@@ -1,0 +1,266 @@
+"""One job, as data flowing through small modules (see README, Architecture).
+
+    data -> tasks -> layout -> model (train or load) -> clean + attacked evaluation
+         -> ARP -> record (JSON in the job folder, results table) -> logger (W&B or none)
+"""
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import records
+from .attacks import build_attack_from_config
+from .baselines import ConstantModel, constant_predictions
+from .data.build import build_splits, prepare_root
+from .evaluation import evaluate
+from .models.build import build_model, layout_size, resolve_layout
+from .models.layout import index_of
+from .scores import arp
+from .tasks import get_tasks
+from .training import train_or_load
+
+
+@dataclass
+class Job:
+    """Where a job lives and what it is called (from Hydra when run by run.py)."""
+
+    dir: Path
+    name: str
+    group: str
+    overrides: list[str] = field(default_factory=list)
+    sweep_dir: Path | None = None
+    multirun: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks the GPU when there is one; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def job_from_hydra(cfg: DictConfig) -> Job:
+    """The current Hydra job's folder, name (from its overrides) and sweep group."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    name = hc.job.override_dirname or "default"
+    sweep = Path(hc.sweep.dir).resolve() if multirun else None
+    group = cfg.logger.get("group") or (f"{cfg.name}" if not multirun else f"{cfg.name}/{sweep.name}")
+    return Job(Path(hc.runtime.output_dir).resolve(), name, group, overrides, sweep, multirun)
+
+
+def _threads_for_launcher(cfg: DictConfig) -> None:
+    """Several jobs on one machine (joblib) split the cores instead of oversubscribing them."""
+    n_jobs = None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")):
+            n_jobs = int(launcher.n_jobs)
+    except (ValueError, AttributeError, KeyError):
+        pass
+    if n_jobs:
+        cores = os.cpu_count() or 1
+        n_jobs = cores if n_jobs < 0 else n_jobs
+        torch.set_num_threads(max(1, cores // n_jobs))
+
+
+def _new_record(cfg: DictConfig, job: Job) -> dict:
+    return {
+        "schema": records.SCHEMA_VERSION,
+        "status": "running",
+        "error": None,
+        "job": {"name": job.name, "dir": str(job.dir), "sweep_dir": str(job.sweep_dir) if job.sweep_dir else None,
+                "group": job.group, "overrides": job.overrides},
+        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "provenance": {"code": records.code_version(), "packages": records.package_versions(),
+                       "host": socket.gethostname(), "started": records.now(), "finished": None, "device": None},
+        "seed": cfg.seed,
+    }
+
+
+def attack_name(cfg: DictConfig) -> str:
+    """The attack's preset-style name, e.g. dgba_apgd or single_normal_pgd."""
+    a = cfg.attack
+    opt, obj = a.optimizer.value, a.objective.value
+    return f"single_{a.target_task.value}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
+
+
+def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
+    """Data, model, clean and attacked evaluation, ARP; fills `record` in place and returns extras."""
+    timings = record.setdefault("timings", {})
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    record["provenance"]["device"] = device_label(device)
+
+    root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
+    train, test = build_splits(cfg.dataset, root)
+    tasks = get_tasks(cfg.dataset.kind.value, seg_class_weights=getattr(train, "class_weights", None))
+    if cfg.attack.target_task is not None and cfg.attack.target_task.value not in [t.name for t in tasks]:
+        raise ValueError(f"attack.target_task={cfg.attack.target_task.value} is not a task of {cfg.dataset.name}; "
+                         f"choose one of {[t.name for t in tasks]}")
+    timings["data_s"] = time.perf_counter() - start
+
+    backbone = cfg.backbone.name.value
+    layout = resolve_layout(cfg.layout, len(tasks))
+    t0 = time.perf_counter()
+    model = build_model(backbone, layout, tasks, cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir))
+    source = train_or_load(model, cfg, layout, tasks, train, device, progress=progress)
+    timings["model_s"] = time.perf_counter() - t0
+    model.to(device).eval()
+    index = index_of(layout)
+    size = layout_size(layout, backbone, [t.channels for t in tasks], cfg.backbone.head_width)
+    label = "AS" if index == 0 else "IND" if index == len(tasks) - 1 else f"#{index}"
+    record["model"] = {"backbone": backbone, "layout": str(layout), "layout_index": index, "label": label,
+                       "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
+                       "source": source["source"], "path": source["path"], "train": source.get("train")}
+
+    eps = float(cfg.eps) / 255.0
+    if cfg.attack.objective.value == "weightedtotal" and not cfg.attack.weights:
+        t0 = time.perf_counter()
+        weights, table = calibrate_weights(cfg, model, root, tasks, device, eps, progress)
+        timings["weight_search_s"] = time.perf_counter() - t0
+        record["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
+                                   "best": weights, "grid": table}
+        cfg = copy.deepcopy(cfg)
+        cfg.attack.weights = weights
+    attack = build_attack_from_config(cfg.attack, eps=eps)
+    record["attack"] = {"name": attack_name(cfg), "optimizer": cfg.attack.optimizer.value,
+                        "objective": cfg.attack.objective.value, "eps": float(cfg.eps), "eps_01": eps,
+                        "steps": cfg.attack.steps,
+                        "target_task": cfg.attack.target_task.value if cfg.attack.target_task else None,
+                        "weights": (":".join(f"{cfg.attack.weights[t.name]:g}" for t in tasks)
+                                    if cfg.attack.weights else None)}
+    t0 = time.perf_counter()
+    result = evaluate(model, test, tasks, device, batch_size=cfg.dataset.eval_batch_size, attack=attack, eps=eps,
+                      progress=progress, keep_examples=4)
+    timings["eval_s"] = time.perf_counter() - t0
+    timings.update({k: v for k, v in result.get("timings", {}).items()})
+
+    const = ConstantModel(constant_predictions(train, tasks))
+    trivial = evaluate(const, test, tasks, torch.device("cpu"), batch_size=64, progress=False)["clean"]
+    overall, per_task = arp(result["clean"], result["attacked"], tasks)
+    record["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
+    record["arp"] = {"overall": overall, "per_task": per_task}
+    timings["total_s"] = time.perf_counter() - start
+    return {"tasks": tasks, "examples": result["examples"], "eps": eps}
+
+
+def calibrate_weights(cfg: DictConfig, model, root: Path, tasks, device: torch.device, eps: float,
+                      progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """WeightedTotal's weights by grid search (paper Table 16): the simplex point whose
+    attack has the highest ARP on `calibration_images` un-augmented train images.
+
+    Returns (task -> weight, [{"weights": [...], "arp": ARP}, ...] over the grid).
+    """
+    from torch.utils.data import Subset
+
+    from .attacks import grid_search_weights, weights_by_task
+    from .data.datasets import build_dataset
+
+    calib_all = build_dataset(cfg.dataset.kind.value, root, "train", cfg.dataset.input_size, augment=False)
+    calib = Subset(calib_all, range(min(cfg.calibration_images, len(calib_all))))
+    names = [t.name for t in tasks]
+
+    def evaluate_arp(w: tuple[float, ...]) -> float:
+        acfg = cfg.attack.copy()
+        acfg.weights = weights_by_task(w, names)
+        res = evaluate(model, calib, tasks, device, batch_size=cfg.dataset.eval_batch_size,
+                       attack=build_attack_from_config(acfg, eps=eps), eps=eps, progress=False)
+        return arp(res["clean"], res["attacked"], tasks)[0]
+
+    if progress:
+        print(f"WeightedTotal: grid search over the weight simplex on {len(calib)} calibration images")
+    best, table = grid_search_weights(evaluate_arp, len(tasks))
+    return weights_by_task(best, names), [{"weights": list(r["weights"]), "arp": r["arp"]} for r in table]
+
+
+def format_table(record: dict, tasks) -> str:
+    """A per-task text table: every metric clean, attacked and trivial, then ARP per task and overall."""
+    m = record["metrics"]
+    lines = [f"{'task':<17} {'metric':<13} {'dir':>3} {'clean':>9} {'attacked':>9} {'trivial':>9}"]
+    for t in tasks:
+        for metric, higher in t.metrics.items():
+            lines.append(f"{t.name:<17} {metric:<13} {'+' if higher else '-':>3} "
+                         f"{m['clean'][t.name][metric]:>9.3f} {m['attacked'][t.name][metric]:>9.3f} "
+                         f"{m['trivial'][t.name][metric]:>9.3f}")
+        lines.append(f"{t.name:<17} {'ARP':<13} {'':>3} {'':>9} {record['arp']['per_task'][t.name]:>9.2f}")
+    a = record["attack"]
+    lines.append(f"overall ARP {record['arp']['overall']:.2f}  ({a['name']}, eps {a['eps']:g}/255, "
+                 f"model {record['model']['label']} {record['model']['backbone']})")
+    return "\n".join(lines)
+
+
+def update_results_table(sweep_dir: Path) -> Path:
+    """Regather every record of the sweep into sweep_dir/results.csv (locked: jobs may finish together)."""
+    from filelock import FileLock
+
+    path = Path(sweep_dir) / records.TABLE_NAME
+    with FileLock(str(path) + ".lock"):
+        records.write_table(records.gather([sweep_dir]), path)
+    return path
+
+
+def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
+    """Run one job described by the composed config; returns its record.
+
+    In a sweep, a job whose folder already holds a finished record is skipped
+    (force=true reruns it), and a failing job is recorded as failed without
+    stopping the others. A single run re-raises the error after recording it.
+    """
+    from .logger import make_logger
+
+    job = job or job_from_hydra(cfg)
+    record_path = job.dir / records.RECORD_NAME
+    if job.multirun and not cfg.force and records.is_done(job.dir):
+        print(f"skip {job.name}: finished record in {job.dir} (force=true reruns it)")
+        return records.read_record(record_path)
+    _threads_for_launcher(cfg)
+    record = _new_record(cfg, job)
+    extras: dict = {}
+    logger = make_logger(cfg.logger, job.dir, name=job.name, group=job.group, config=record["config"])
+    try:
+        extras = execute(cfg, record, progress=progress)
+        record["status"] = "done"
+    except Exception as err:  # recorded, then re-raised for single runs
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}"
+        (job.dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
+        (job.dir / "error.txt").write_text(traceback.format_exc())
+        if not job.multirun:
+            raise
+        print(f"job {job.name} failed: {record['error']}")
+    finally:
+        record["provenance"]["finished"] = records.now()
+        records.write_json_atomic(record_path, record)
+        try:
+            if record["status"] == "done":
+                logger.log_record(record, {t.name: dict(t.metrics) for t in extras["tasks"]})
+                logger.log_examples(extras["examples"], extras["eps"])
+        finally:
+            logger.finish(record["status"], record["error"])
+        if job.sweep_dir is not None:
+            update_results_table(job.sweep_dir)
+    if record["status"] == "done":
+        print(format_table(record, extras["tasks"]))
+    return record

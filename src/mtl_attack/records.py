@@ -1,0 +1,182 @@
+"""The job record (one JSON per job) and the results table gathered from many.
+
+A record is plain data: resolved config, provenance, clean and attacked metrics,
+ARP overall and per task, timings, status. `flatten` turns one into a table row;
+`gather` reads every record under some folders into a pandas DataFrame.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+RECORD_NAME = "record.json"
+SCHEMA_VERSION = 1
+TABLE_NAME = "results.csv"
+
+
+def now() -> str:
+    """UTC time as ISO 8601 text."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def code_version() -> dict:
+    """The package version and, when run from a git checkout, the commit and whether it was dirty."""
+    from . import __version__
+
+    info = {"package": __version__, "git_commit": None, "git_dirty": None}
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if sha.returncode == 0:
+            info["git_commit"] = sha.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10)
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def package_versions() -> dict:
+    """Versions of the packages that shape results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "numpy", "hydra-core", "omegaconf", "wandb", "pandas"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON via a temporary file in the same folder, then rename (no half-written records)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_done(job_dir: Path) -> bool:
+    """True when the job folder holds a finished (status done) record."""
+    path = Path(job_dir) / RECORD_NAME
+    if not path.is_file():
+        return False
+    try:
+        return read_record(path).get("status") == "done"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def flatten(record: dict) -> dict:
+    """One results-table row: identifying columns, ARP and every metric as columns.
+
+    Columns: status, error, job, job_dir, dataset, backbone, layout, layout_index,
+    optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
+    order), eps, steps, seed, device, arp (overall), arp_<task>,
+    clean_<task>_<metric>, attacked_<task>_<metric>, params_paper_M, attack_s, total_s.
+    """
+    cfg = record.get("config", {})
+    att = record.get("attack", {})
+    model = record.get("model", {})
+    row = {
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "job": record.get("job", {}).get("name"),
+        "job_dir": record.get("job", {}).get("dir"),
+        "dataset": cfg.get("dataset", {}).get("name"),
+        "backbone": cfg.get("backbone", {}).get("name"),
+        "layout": model.get("layout"),
+        "layout_index": model.get("layout_index"),
+        "model": model.get("label"),
+        "optimizer": att.get("optimizer"),
+        "objective": att.get("objective"),
+        "attack": att.get("name"),
+        "target_task": att.get("target_task"),
+        "weights": att.get("weights"),
+        "eps": cfg.get("eps"),
+        "steps": att.get("steps"),
+        "seed": cfg.get("seed"),
+        "device": record.get("provenance", {}).get("device"),
+        "params_paper_M": model.get("params_paper_M"),
+    }
+    arp = record.get("arp") or {}
+    row["arp"] = arp.get("overall")
+    for task, value in (arp.get("per_task") or {}).items():
+        row[f"arp_{task}"] = value
+    for which in ("clean", "attacked"):
+        for task, metrics in ((record.get("metrics") or {}).get(which) or {}).items():
+            for name, value in metrics.items():
+                row[f"{which}_{task}_{name}"] = value
+    for name, value in (record.get("timings") or {}).items():
+        row[name] = value
+    return row
+
+
+def find_records(paths: Iterable[Path]) -> list[Path]:
+    """Every record.json under the given folders (or the files themselves), sorted."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file() and p.name == RECORD_NAME:
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(p.rglob(RECORD_NAME)))
+        elif not p.exists():
+            raise FileNotFoundError(f"{p} does not exist; pass sweep folders, record.json files or a results table")
+    return found
+
+
+def gather(paths: Iterable[Path]):
+    """A pandas DataFrame with one row per record found under `paths`."""
+    import pandas as pd
+
+    rows = [flatten(read_record(p)) for p in find_records(paths)]
+    return pd.DataFrame(rows)
+
+
+def write_table(df, path: Path) -> Path:
+    """Save the results table as CSV (or parquet by suffix), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_table(path: Path):
+    """Read a results table written by write_table (CSV or parquet)."""
+    import pandas as pd
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"{path}: expected a results table ending in .csv or .parquet")

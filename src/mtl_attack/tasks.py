@@ -1,0 +1,568 @@
+"""Dense prediction tasks: per-sample losses, split-level metric meters, directions.
+
+A :class:`Task` bundles what the rest of the toolkit needs to know about one
+task: its output channels, its per-sample loss, the metrics it reports (in a
+fixed order, each with its direction) and a factory for a metric meter that
+accumulates over a whole split.
+
+Shapes (B = batch, C = output channels, h×w = prediction size, H×W = ground truth size):
+
+- predictions: float ``[B, C, h, w]`` (the model's raw head output).
+- ``segment_semantic`` target: int64 ``[B, H, W]`` class ids, 255 = ignore.
+- ``normal`` target: float ``[B, 3, H, W]`` (unit vectors at valid pixels).
+- ``depth_zbuffer`` / ``keypoints2d`` / ``edge_texture`` target: float ``[B, 1, H, W]``.
+- masks: bool ``[B, H, W]``, True = valid pixel (``None`` = every pixel valid).
+
+Losses are computed at the prediction's resolution (target and mask resized with
+nearest); meters upsample the prediction to the target's resolution (bilinear,
+``align_corners=False``; segmentation upsamples logits, then takes the argmax).
+Values of the target at invalid pixels never matter (they are replaced before
+any arithmetic, so even NaN there is harmless). Predictions must be finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "IGNORE_INDEX",
+    "NORMAL_HIST_BIN_DEG",
+    "NORMAL_THRESHOLDS_DEG",
+    "DEPTH_DELTA_THRESHOLDS",
+    "DEPTH_PRED_FLOOR",
+    "TASK_ORDER",
+    "DATASET_KINDS",
+    "Meter",
+    "Task",
+    "get_tasks",
+    "resize_nearest",
+    "upsample_prediction",
+    "segmentation_loss",
+    "normal_loss",
+    "l1_loss",
+    "confusion_matrix",
+    "segmentation_scores",
+    "normal_angles_deg",
+    "SegmentationMeter",
+    "NormalMeter",
+    "DepthMeter",
+    "LossMeter",
+]
+
+IGNORE_INDEX = 255
+# Median of the normal angles comes from a histogram with this bin width
+# (degrees); the reported median is within half a bin (0.0005 deg) of the exact one.
+NORMAL_HIST_BIN_DEG = 1e-3
+NORMAL_THRESHOLDS_DEG = (11.25, 22.5, 30.0)
+# "within t" counts angle <= t + this tolerance (deg): float32 inputs put an
+# exact-boundary angle ~1e-5 deg either side of t, so a strict compare is noise.
+NORMAL_THRESHOLD_TOL_DEG = 1e-4
+DEPTH_DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
+# Depth predictions are floored at this value for the ratio max(p/g, g/p) only,
+# so p <= 0 counts as far outside every threshold instead of dividing by zero.
+DEPTH_PRED_FLOOR = 1e-8
+# Normalising a vector shorter than this leaves it (near) zero rather than NaN.
+_NORM_EPS = 1e-12
+
+TASK_ORDER = {
+    "nyuv2": ("segment_semantic", "normal", "depth_zbuffer"),
+    "taskonomy": ("segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture"),
+}
+DATASET_KINDS = tuple(TASK_ORDER)
+_SEG_CLASSES = {"nyuv2": 40, "taskonomy": 17}
+
+SEG_METRICS = {"miou": True, "pixel_acc": True}
+NORMAL_METRICS = {
+    "angle_mean": False,
+    "angle_median": False,
+    "within_11_25": True,
+    "within_22_5": True,
+    "within_30": True,
+}
+DEPTH_METRICS = {
+    "abs_err": False,
+    "rel_err": False,
+    "delta_1": True,
+    "delta_2": True,
+    "delta_3": True,
+}
+LOSS_METRICS = {"loss": False}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resize_nearest(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize the last two dims of ``x`` ([B, H, W] or [B, C, H, W], any dtype) to
+    ``size`` with nearest-neighbour sampling (torch's ``mode="nearest"``).
+
+    Integer labels survive exactly (up to 2**24); bool masks stay bool.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    squeeze = x.dim() == 3
+    y = x.unsqueeze(1) if squeeze else x
+    out = F.interpolate(y.to(torch.float32), size=size, mode="nearest")
+    if squeeze:
+        out = out.squeeze(1)
+    if x.dtype == torch.bool:
+        return out > 0.5
+    return out.to(x.dtype)
+
+
+def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize a prediction ``[B, C, h, w]`` to ``size`` (align_corners=False)."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(pred.shape[-2:]) == size:
+        return pred
+    if not pred.is_floating_point():
+        pred = pred.to(torch.float32)
+    return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
+
+
+def _unit(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """x / max(||x||, eps) along ``dim``; finite value and gradient even at x = 0."""
+    sq = (x * x).sum(dim=dim, keepdim=True)
+    # clamp before sqrt: sqrt'(0) is inf, and clamp's gradient is 0 below eps^2.
+    return x / sq.clamp_min(_NORM_EPS**2).sqrt()
+
+
+def _check_pred(task: str, pred: torch.Tensor, channels: int | None = None) -> None:
+    if pred.dim() != 4:
+        raise ValueError(
+            f"{task}: prediction must be [B, C, h, w], got shape {tuple(pred.shape)}"
+        )
+    if channels is not None and pred.shape[1] != channels:
+        raise ValueError(
+            f"{task}: prediction has {pred.shape[1]} channels, expected {channels}"
+        )
+
+
+def _prepare(
+    task: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    target_dims: int,
+    size: tuple[int, int],
+    target_channels: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes and return (target, valid mask) resized to ``size`` on pred's device."""
+    if target.dim() != target_dims:
+        want = "[B, H, W]" if target_dims == 3 else "[B, C, H, W]"
+        raise ValueError(
+            f"{task}: target must be {want}, got shape {tuple(target.shape)}"
+        )
+    if target_channels is not None and target.shape[1] != target_channels:
+        raise ValueError(
+            f"{task}: target has {target.shape[1]} channels, expected {target_channels}"
+        )
+    if target.shape[0] != pred.shape[0]:
+        raise ValueError(
+            f"{task}: prediction batch {pred.shape[0]} != target batch {target.shape[0]}"
+        )
+    hw = tuple(target.shape[-2:])
+    if mask is None:
+        mask = torch.ones((target.shape[0], *hw), dtype=torch.bool, device=target.device)
+    elif tuple(mask.shape) != (target.shape[0], *hw):
+        raise ValueError(
+            f"{task}: mask must be [B, H, W] = {(target.shape[0], *hw)}, got {tuple(mask.shape)}"
+        )
+    target = resize_nearest(target.to(pred.device), size)
+    mask = resize_nearest(mask.to(pred.device).bool(), size)
+    return target, mask
+
+
+def _sample_mean(
+    values: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample (weighted) mean of ``values`` [B, h, w] over valid pixels -> [B].
+
+    A sample without valid pixels (or zero total weight) gives 0.
+    """
+    w = valid.to(values.dtype)
+    if weights is not None:
+        w = w * weights
+    num = torch.where(valid, values, torch.zeros_like(values)) * w
+    num = num.flatten(1).sum(1)
+    den = w.flatten(1).sum(1)
+    return num / torch.where(den > 0, den, torch.ones_like(den))
+
+
+def _check_seg_labels(task: str, labels: torch.Tensor, valid: torch.Tensor, classes: int) -> None:
+    bad = valid & ((labels < 0) | (labels >= classes))
+    if bool(bad.any()):
+        v = int(labels[bad][0])
+        raise ValueError(
+            f"{task}: label {v} outside [0, {classes}) at a valid pixel; "
+            f"use {IGNORE_INDEX} (or mask=False) for pixels to ignore"
+        )
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def segmentation_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-sample cross-entropy over valid pixels -> ``[B]``.
+
+    pred: logits ``[B, C, h, w]``; target: int64 ``[B, H, W]`` (255 = ignore);
+    mask: bool ``[B, H, W]``. Target and mask are resized to ``h×w`` with nearest.
+    Valid = mask & target != 255. With ``class_weights`` ``[C]`` the per-sample
+    loss is sum(w[y] * ce) / sum(w[y]) over valid pixels (what torch's weighted
+    ``CrossEntropyLoss`` mean does, per sample). No valid pixel -> 0.
+    """
+    _check_pred("segment_semantic", pred)
+    classes = pred.shape[1]
+    target, valid = _prepare("segment_semantic", pred, target, mask, 3, pred.shape[-2:])
+    target = target.long()
+    valid = valid & (target != IGNORE_INDEX)
+    _check_seg_labels("segment_semantic", target, valid, classes)
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    ce = F.cross_entropy(pred, safe, reduction="none")
+    weights = None
+    if class_weights is not None:
+        cw = torch.as_tensor(class_weights, device=pred.device, dtype=ce.dtype)
+        if cw.shape != (classes,):
+            raise ValueError(
+                f"segment_semantic: class_weights has shape {tuple(cw.shape)}, expected ({classes},)"
+            )
+        weights = cw[safe]
+    return _sample_mean(ce, valid, weights)
+
+
+def normal_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample ``1 - cos(normalize(pred), normalize(target))`` over valid pixels -> ``[B]``.
+
+    pred ``[B, 3, h, w]``, target ``[B, 3, H, W]`` resized to ``h×w`` (nearest).
+    Both are normalised along the channel dim with a floor of 1e-12 on the norm,
+    so a zero vector has cosine 0 (loss 1) and a finite gradient. Range [0, 2].
+    """
+    _check_pred("normal", pred, 3)
+    target, valid = _prepare("normal", pred, target, mask, 4, pred.shape[-2:], 3)
+    target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
+    cos = (_unit(pred) * _unit(target)).sum(1)
+    return _sample_mean(1.0 - cos, valid)
+
+
+def l1_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample mean absolute error over valid pixels (and channels) -> ``[B]``.
+
+    pred ``[B, C, h, w]``; target ``[B, C, H, W]`` resized to ``h×w`` (nearest).
+    Used for depth, keypoints and edges.
+    """
+    _check_pred("l1", pred)
+    target, valid = _prepare("l1", pred, target, mask, 4, pred.shape[-2:], pred.shape[1])
+    # zero the target where invalid: garbage (even NaN) there must not reach the gradient
+    target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
+    err = (pred - target).abs().mean(1)
+    return _sample_mean(err, valid)
+
+
+# ----------------------------------------------------------------------------- pure metric math
+
+
+def confusion_matrix(
+    pred_labels: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """Confusion counts int64 ``[classes, classes]``: rows = ground truth, cols = prediction.
+
+    pred_labels, target: integer tensors of the same shape; valid: bool, same shape.
+    """
+    t = target[valid].long()
+    p = pred_labels[valid].long()
+    idx = t * classes + p
+    return torch.bincount(idx, minlength=classes * classes).reshape(classes, classes).cpu()
+
+
+def segmentation_scores(conf: torch.Tensor) -> dict[str, float]:
+    """mIoU and pixel accuracy in percent from a confusion matrix (rows = truth).
+
+    IoU_c = conf[c,c] / (row_c + col_c - conf[c,c]); mIoU averages the classes whose
+    union is > 0 (present in the truth or predicted). Pixel acc = trace / total.
+    """
+    c = conf.to(torch.float64)
+    total = c.sum()
+    if total <= 0:
+        raise ValueError("segment_semantic: no valid pixels were accumulated; nothing to score")
+    diag = c.diagonal()
+    union = c.sum(0) + c.sum(1) - diag
+    present = union > 0
+    iou = diag[present] / union[present]
+    return {
+        "miou": float(iou.mean() * 100.0),
+        "pixel_acc": float(diag.sum() / total * 100.0),
+    }
+
+
+def normal_angles_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Angle in degrees (float64) between normalised ``pred`` and ``target`` along dim 1.
+
+    ``[B, 3, H, W]`` -> ``[B, H, W]``; a zero vector on either side gives 90 deg.
+    """
+    cos = (_unit(pred.to(torch.float64)) * _unit(target.to(torch.float64))).sum(1)
+    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+
+
+# ----------------------------------------------------------------------------- meters
+
+
+class Meter(Protocol):
+    """Accumulates one task's metrics over a split: ``update`` per batch, ``compute`` at the end."""
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+class SegmentationMeter:
+    """mIoU (%) and pixel accuracy (%) from ONE confusion matrix over the whole split.
+
+    ``update(pred, target, mask)``: pred is logits ``[B, C, h, w]`` (bilinearly
+    upsampled to the target, then argmax) or integer class ids ``[B, h, w]``
+    (nearest-resized); target int64 ``[B, H, W]`` with 255 = ignore.
+    """
+
+    def __init__(self, classes: int):
+        self.classes = int(classes)
+        self.conf = torch.zeros(self.classes, self.classes, dtype=torch.int64)
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        size = tuple(target.shape[-2:])
+        if pred.dim() == 3 and not pred.is_floating_point():
+            labels = resize_nearest(pred, size).long()
+            if bool(((labels < 0) | (labels >= self.classes)).any()):
+                raise ValueError(
+                    f"segment_semantic: predicted class ids must lie in [0, {self.classes})"
+                )
+            ref = labels.unsqueeze(1)
+        else:
+            _check_pred("segment_semantic", pred, self.classes)
+            labels = upsample_prediction(pred.detach(), size).argmax(1)
+            ref = pred
+        target, valid = _prepare("segment_semantic", ref, target, mask, 3, size)
+        target = target.long()
+        valid = valid & (target != IGNORE_INDEX)
+        _check_seg_labels("segment_semantic", target, valid, self.classes)
+        self.conf += confusion_matrix(labels.to(target.device), target, valid, self.classes)
+
+    def compute(self) -> dict[str, float]:
+        return segmentation_scores(self.conf)
+
+
+class NormalMeter:
+    """Angle statistics (degrees) over all valid pixels of the split.
+
+    angle_mean and angle_median (lower is better); within_11_25 / within_22_5 /
+    within_30: % of pixels with angle <= t (inclusive, tolerance 1e-4 deg).
+    The median is NOT computed from stored angles: angles go into a histogram
+    of bin width 1e-3 deg over [0, 180] and the median is read from it (mean of
+    the two middle ranks' bin centres), so it is exact to within 0.0005 deg.
+    """
+
+    def __init__(self) -> None:
+        self.bins = int(round(180.0 / NORMAL_HIST_BIN_DEG))
+        self.hist = torch.zeros(self.bins, dtype=torch.int64)
+        self.count = 0
+        self.angle_sum = 0.0
+        self.within = [0 for _ in NORMAL_THRESHOLDS_DEG]
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        _check_pred("normal", pred, 3)
+        size = tuple(target.shape[-2:])
+        pred = upsample_prediction(pred.detach(), size)
+        target, valid = _prepare("normal", pred, target, mask, 4, size, 3)
+        target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
+        ang = normal_angles_deg(pred, target)[valid]
+        self.count += ang.numel()
+        self.angle_sum += float(ang.sum())
+        for i, t in enumerate(NORMAL_THRESHOLDS_DEG):
+            self.within[i] += int((ang <= t + NORMAL_THRESHOLD_TOL_DEG).sum())
+        idx = (ang / NORMAL_HIST_BIN_DEG).floor().long().clamp(0, self.bins - 1)
+        self.hist += torch.bincount(idx, minlength=self.bins).cpu()
+
+    def _median(self) -> float:
+        cum = torch.cumsum(self.hist, 0)
+        lo_rank, hi_rank = (self.count - 1) // 2, self.count // 2  # 0-based middle ranks
+        lo = int(torch.searchsorted(cum, torch.tensor(lo_rank + 1)))
+        hi = int(torch.searchsorted(cum, torch.tensor(hi_rank + 1)))
+        return (lo + hi + 1) * 0.5 * NORMAL_HIST_BIN_DEG  # mean of the two bin centres
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("normal: no valid pixels were accumulated; nothing to score")
+        out = {"angle_mean": self.angle_sum / self.count, "angle_median": self._median()}
+        for name, n in zip(("within_11_25", "within_22_5", "within_30"), self.within):
+            out[name] = n / self.count * 100.0
+        return out
+
+
+class DepthMeter:
+    """Depth errors over all valid pixels of the split (pixel-pooled, float64).
+
+    abs_err = mean |p - g|; rel_err = mean |p - g| / g; delta_k = % of pixels with
+    max(p/g, g/p) < 1.25**k (strict). For the ratio only, p is floored at 1e-8,
+    so p <= 0 lands far outside every threshold. Ground truth must be > 0 at
+    valid pixels (otherwise ValueError: mark such pixels invalid in the mask).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.abs_sum = 0.0
+        self.rel_sum = 0.0
+        self.delta = [0 for _ in DEPTH_DELTA_THRESHOLDS]
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        _check_pred("depth_zbuffer", pred, 1)
+        size = tuple(target.shape[-2:])
+        pred = upsample_prediction(pred.detach(), size)
+        target, valid = _prepare("depth_zbuffer", pred, target, mask, 4, size, 1)
+        p = pred[:, 0].to(torch.float64)[valid]
+        g = target[:, 0].to(torch.float64)[valid]
+        if bool((g <= 0).any()) or not bool(torch.isfinite(g).all()):
+            raise ValueError(
+                "depth_zbuffer: ground truth must be finite and > 0 at valid pixels; "
+                "set mask=False where depth is missing"
+            )
+        err = (p - g).abs()
+        self.count += g.numel()
+        self.abs_sum += float(err.sum())
+        self.rel_sum += float((err / g).sum())
+        pf = p.clamp_min(DEPTH_PRED_FLOOR)
+        ratio = torch.maximum(pf / g, g / pf)
+        for i, t in enumerate(DEPTH_DELTA_THRESHOLDS):
+            self.delta[i] += int((ratio < t).sum())
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("depth_zbuffer: no valid pixels were accumulated; nothing to score")
+        out = {"abs_err": self.abs_sum / self.count, "rel_err": self.rel_sum / self.count}
+        for i, n in enumerate(self.delta):
+            out[f"delta_{i + 1}"] = n / self.count * 100.0
+        return out
+
+
+class LossMeter:
+    """Mean of per-sample losses over the split -> ``{"loss": value}`` (lower is better).
+
+    The loss is evaluated at the prediction's resolution, exactly as in training.
+    """
+
+    def __init__(self, loss_fn: Callable[..., torch.Tensor]):
+        self.loss_fn = loss_fn
+        self.total = 0.0
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        per_sample = self.loss_fn(pred.detach(), target, mask)
+        self.total += float(per_sample.to(torch.float64).sum())
+        self.count += per_sample.numel()
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("loss meter: no samples were accumulated; nothing to score")
+        return {"loss": self.total / self.count}
+
+
+# ----------------------------------------------------------------------------- Task
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """One dense prediction task.
+
+    name: task key (e.g. ``"normal"``); channels: head output channels;
+    loss(pred, target, mask) -> per-sample loss ``[B]``;
+    metrics: read-only ordered mapping metric name -> higher_is_better;
+    meter() -> a fresh :class:`Meter` whose ``compute()`` returns exactly ``metrics``' keys.
+    """
+
+    name: str
+    channels: int
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    metrics: Mapping[str, bool]
+    meter: Callable[[], Meter]
+
+
+def _seg_loss_fn(class_weights: torch.Tensor | None):
+    def loss(pred, target, mask=None):
+        return segmentation_loss(pred, target, mask, class_weights)
+
+    return loss
+
+
+def _as_class_weights(weights, classes: int) -> torch.Tensor | None:
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, dtype=torch.float32).detach().cpu().flatten().clone()
+    if w.numel() != classes:
+        raise ValueError(
+            f"seg_class_weights has {w.numel()} values, the segmentation task has {classes} classes"
+        )
+    if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        raise ValueError("seg_class_weights must be finite and > 0")
+    return w
+
+
+def get_tasks(kind: str, seg_class_weights: Sequence[float] | torch.Tensor | None = None) -> list[Task]:
+    """The tasks of a dataset kind, in the fixed order.
+
+    kind: ``"nyuv2"`` (segment_semantic[40], normal, depth_zbuffer with the full
+    metric sets) or ``"taskonomy"`` (adds keypoints2d, edge_texture; segment_semantic
+    has 17 classes; every task's metric is its loss, ``{"loss": lower-better}``).
+    seg_class_weights: optional per-class weights for the segmentation cross-entropy
+    (the authors use Taskonomy's ``semseg_prior_factor.npy``; NYUv2 is unweighted).
+    """
+    key = str(kind).lower()
+    if key not in TASK_ORDER:
+        raise ValueError(f"unknown dataset kind {kind!r}; valid kinds: {', '.join(DATASET_KINDS)}")
+    classes = _SEG_CLASSES[key]
+    cw = _as_class_weights(seg_class_weights, classes)
+    seg_loss = _seg_loss_fn(cw)
+    losses = {
+        "segment_semantic": seg_loss,
+        "normal": normal_loss,
+        "depth_zbuffer": l1_loss,
+        "keypoints2d": l1_loss,
+        "edge_texture": l1_loss,
+    }
+    channels = {"segment_semantic": classes, "normal": 3, "depth_zbuffer": 1, "keypoints2d": 1, "edge_texture": 1}
+    if key == "nyuv2":
+        metrics = {"segment_semantic": SEG_METRICS, "normal": NORMAL_METRICS, "depth_zbuffer": DEPTH_METRICS}
+        meters = {
+            "segment_semantic": lambda: SegmentationMeter(classes),
+            "normal": NormalMeter,
+            "depth_zbuffer": DepthMeter,
+        }
+    else:
+        metrics = {name: LOSS_METRICS for name in TASK_ORDER[key]}
+        meters = {name: (lambda fn=losses[name]: LossMeter(fn)) for name in TASK_ORDER[key]}
+    return [
+        Task(
+            name=name,
+            channels=channels[name],
+            loss=losses[name],
+            metrics=MappingProxyType(dict(metrics[name])),
+            meter=meters[name],
+        )
+        for name in TASK_ORDER[key]
+    ]
+

@@ -1,0 +1,423 @@
+"""Known-answer tests of the NYUv2 / Tiny-Taskonomy on-disk formats and datasets.
+
+Tiny hand-made samples (24x32, twelve 8x8 blocks, one value per block) are
+written with the writers and read back through the readers and datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from mtl_attack.data import build_dataset, formats
+from mtl_attack.data.datasets import flip_sample, nearest_resize, pad_crop_sample
+
+H, W, B = 24, 32, 8  # image size and block side: 3 x 4 blocks, block k = row * 4 + col
+NB = (H // B) * (W // B)
+VOID_BLOCK, BAD_NORMAL_BLOCK, BAD_DEPTH_BLOCK = 5, 6, 7
+
+
+def block_map() -> np.ndarray:
+    """[H,W] int block index of every pixel."""
+    r = np.arange(H)[:, None] // B
+    c = np.arange(W)[None, :] // B
+    return r * (W // B) + c
+
+
+COLOURS = np.array([(20 + 15 * k, 200 - 10 * k, 50 + 7 * k) for k in range(NB)], np.uint8)
+NORMALS = np.array([((k % 4 - 1.5) / 2, (k // 4 - 1) / 2, 1.0) for k in range(NB)], np.float64)
+NORMALS /= np.linalg.norm(NORMALS, axis=1, keepdims=True)
+DEPTHS = np.array([0.5 + 0.25 * k for k in range(NB)], np.float32)
+DEPTHS[BAD_DEPTH_BLOCK] = 0.0
+NYU_CLASSES = np.array([(3 * k) % 40 for k in range(NB)])
+NYU_CLASSES[VOID_BLOCK] = 255
+TK_CLASSES = np.array([k % 17 for k in range(NB)])
+TK_CLASSES[VOID_BLOCK] = 255
+KEYPOINTS = np.array([-1 + 2 * k / (NB - 1) for k in range(NB)])
+EDGES = -KEYPOINTS
+
+
+def nyu_arrays(shift: int = 0):
+    k = (block_map() + shift) % NB
+    rgb = COLOURS[k]
+    seg = NYU_CLASSES[k].astype(np.uint8)
+    normal = NORMALS[k].astype(np.float32)
+    normal_valid = k != BAD_NORMAL_BLOCK
+    depth = DEPTHS[k]
+    return rgb, seg, normal, normal_valid, depth
+
+
+def tk_arrays(shift: int = 0):
+    k = (block_map() + shift) % NB
+    return (
+        COLOURS[k],
+        TK_CLASSES[k].astype(np.uint8),
+        NORMALS[k].astype(np.float32),
+        DEPTHS[k],
+        k != BAD_DEPTH_BLOCK,
+        KEYPOINTS[k].astype(np.float32),
+        EDGES[k].astype(np.float32),
+    )
+
+
+@pytest.fixture()
+def nyu_root(tmp_path):
+    root = str(tmp_path / "nyu")
+    splits = {"train": [], "test": []}
+    for i, split in enumerate(["train", "train", "test", "test"]):
+        splits[split].append(formats.write_nyuv2_sample(root, f"{i:04d}", *nyu_arrays(shift=i)))
+    formats.write_split_json(root, "nyuv2", splits)
+    return root
+
+
+@pytest.fixture()
+def tk_root(tmp_path):
+    root = str(tmp_path / "tk")
+    splits = {"train": [], "test": [], "test_small": []}
+    for i, split in enumerate(["train", "train", "test", "test"]):
+        splits[split].append(formats.write_taskonomy_sample(root, f"s{i}", *tk_arrays(shift=i)))
+    splits["test_small"] = splits["test"][:1]
+    formats.write_split_json(root, "taskonomy", splits)
+    formats.write_semseg_prior(root, np.linspace(0.5, 2.0, 17))
+    return root
+
+
+# --------------------------------------------------------------------------- files and readers
+
+
+def test_nyuv2_layout_and_raw_encoding(nyu_root):
+    with open(os.path.join(nyu_root, "nyu_v2_3task.json")) as f:
+        splits = json.load(f)
+    assert splits["test"][0] == ["img/0002.png", "seg/0002.png", "normal_mask/0002.png", "depth/0002.npy"]
+    assert len(splits["train"]) == 2
+    k = block_map() + 2
+    raw = np.array(Image.open(os.path.join(nyu_root, "normal_mask/0002.png")))
+    assert (raw[k % NB == BAD_NORMAL_BLOCK] == 255).all()  # invalid -> white
+    want = np.rint((NORMALS[0] + 1) / 2 * 255)  # block 0 sits where k == 0 (mod NB)
+    assert (raw[k % NB == 0] == want).all()
+    assert Image.open(os.path.join(nyu_root, "seg/0002.png")).mode == "L"
+    assert np.load(os.path.join(nyu_root, "depth/0002.npy")).dtype == np.float32
+
+
+def test_nyuv2_reader_known_values(nyu_root):
+    with open(os.path.join(nyu_root, "nyu_v2_3task.json")) as f:
+        paths = json.load(f)["test"][0]
+    d = formats.read_nyuv2_sample(nyu_root, paths)
+    rgb, seg, normal, normal_valid, depth = nyu_arrays(shift=2)
+    assert (d["image"] == rgb).all()
+    assert (d["seg"] == seg).all() and (d["seg"] == 255).any()
+    assert (d["normal_valid"] == normal_valid).all() and not normal_valid.all()
+    assert np.abs(d["normal"][normal_valid] - normal[normal_valid]).max() < 0.01
+    assert (d["normal"][~normal_valid] == 0).all()
+    assert np.allclose(np.linalg.norm(d["normal"][normal_valid], axis=-1), 1, atol=1e-6)
+    assert (d["depth"] == depth).all()  # npy float32: exact
+    assert (d["depth_valid"] == (depth > 3e-5)).all() and not d["depth_valid"].all()
+
+
+def test_taskonomy_raw_encoding_and_reader(tk_root):
+    with open(os.path.join(tk_root, "taskonomy.json")) as f:
+        paths = json.load(f)["test"][0]
+    assert paths == [f"{d}/s2.png" for d in formats.TASKONOMY_DIRS]
+    k = (block_map() + 2) % NB
+    seg_raw = np.array(Image.open(os.path.join(tk_root, paths[1])))
+    assert (seg_raw == np.where(k == VOID_BLOCK, 0, TK_CLASSES[k] + 1)).all()
+    dep_im = Image.open(os.path.join(tk_root, paths[3]))
+    assert dep_im.mode == "I;16"
+    dep_raw = np.array(dep_im)
+    assert (dep_raw[k == BAD_DEPTH_BLOCK] == 65535).all()
+    assert dep_raw[k == 0][0] == 256  # 0.5 m * 512
+
+    d = formats.read_taskonomy_sample(tk_root, paths)
+    rgb, seg, normal, depth_m, depth_valid, kp, ed = tk_arrays(shift=2)
+    assert (d["image"] == rgb).all()
+    assert (d["seg"] == seg).all() and (d["seg"] == 255).any()
+    for blk in range(NB):
+        px = k == blk
+        if blk == BAD_DEPTH_BLOCK:
+            assert not d["depth_valid"][px].any() and (d["depth"][px] == 0).all()
+            assert not d["normal_valid"][px].any()  # normal mask = depth mask
+            continue
+        raw = round(float(DEPTHS[blk]) * 512)
+        assert np.allclose(d["depth"][px], math.log(1 + raw) / math.log(2**16), rtol=0, atol=1e-7)
+    assert (d["normal_valid"] == depth_valid).all()
+    assert np.abs(d["normal"][depth_valid] - normal[depth_valid]).max() < 0.01
+    assert np.abs(d["keypoints2d"] - kp).max() <= 1 / (0.005 * 2**16) + 1e-6  # half a 16-bit step
+    assert np.abs(d["edge_texture"] - ed).max() <= 1 / (0.08 * 2**16) + 1e-6
+    assert d["keypoints2d"].min() == -1 and d["keypoints2d"].max() == 1
+
+
+def test_clipped_16bit_codec_known_answers():
+    raw = np.array([0, 164, 328, 1000, 65535], np.uint16)
+    out = formats.decode_clipped_16bit(raw, 0.005)
+    assert out[0] == -1 and out[2] == 1 and out[3] == 1 and out[4] == 1  # clipped above 0.005
+    assert abs(out[1] - (164 / 65536 / 0.005 * 2 - 1)) < 1e-6
+    t = np.linspace(-1, 1, 9)
+    assert np.abs(formats.decode_clipped_16bit(formats.encode_clipped_16bit(t, 0.08), 0.08) - t).max() < 2e-4
+
+
+def test_semseg_prior_roundtrip(tk_root):
+    w = formats.read_semseg_prior(tk_root)
+    assert w.dtype == np.float32 and w.shape == (17,)
+    assert np.allclose(w, np.linspace(0.5, 2.0, 17))
+    with pytest.raises(ValueError, match="17"):
+        formats.write_semseg_prior(tk_root, [1.0] * 16)
+
+
+# --------------------------------------------------------------------------- datasets, test mode
+
+
+def test_nyuv2_test_items_resize_to_input_size(nyu_root):
+    ds = build_dataset("nyuv2", nyu_root, "test", input_size=16)
+    assert len(ds) == 2 and ds.tasks == ("segment_semantic", "normal", "depth_zbuffer") and ds.class_weights is None
+    item = ds[0]
+    S = 16
+    assert item["image"].shape == (3, S, S) and item["image"].dtype == torch.float32
+    t, m = item["targets"], item["masks"]
+    assert t["segment_semantic"].shape == (S, S) and t["segment_semantic"].dtype == torch.int64
+    assert t["normal"].shape == (3, S, S) and t["depth_zbuffer"].shape == (1, S, S)
+    assert all(v.shape == (S, S) and v.dtype == torch.bool for v in m.values())
+    # labels: nearest with source index floor(dst * in / out)
+    iy = np.floor(np.arange(S) * H / S).astype(int)
+    ix = np.floor(np.arange(S) * W / S).astype(int)
+    rgb, seg, normal, normal_valid, depth = nyu_arrays(shift=2)
+    assert (t["segment_semantic"].numpy() == seg[np.ix_(iy, ix)]).all()
+    assert (m["segment_semantic"].numpy() == (seg[np.ix_(iy, ix)] != 255)).all()
+    assert (m["normal"].numpy() == normal_valid[np.ix_(iy, ix)]).all()
+    assert (t["depth_zbuffer"][0].numpy() == depth[np.ix_(iy, ix)]).all()
+    nv = m["normal"].numpy()
+    got = t["normal"].permute(1, 2, 0).numpy()
+    assert np.abs(got[nv] - normal[np.ix_(iy, ix)][nv]).max() < 0.01 and (got[~nv] == 0).all()
+    # image: bilinear (half-pixel centres); where both source neighbours lie in one block it is that colour
+    k = (block_map() + 2) % NB
+    sy, sx = (np.arange(S) + 0.5) * H / S - 0.5, (np.arange(S) + 0.5) * W / S - 0.5
+    checked = 0
+    for i in range(S):
+        for j in range(S):
+            ys = {int(np.clip(np.floor(sy[i]), 0, H - 1)), int(np.clip(np.ceil(sy[i]), 0, H - 1))}
+            xs = {int(np.clip(np.floor(sx[j]), 0, W - 1)), int(np.clip(np.ceil(sx[j]), 0, W - 1))}
+            blocks = {k[y, x] for y in ys for x in xs}
+            if len(blocks) == 1:
+                want = COLOURS[blocks.pop()] / 255.0
+                assert np.allclose(item["image"][:, i, j].numpy(), want, atol=1e-6)
+                checked += 1
+    assert checked > S * S // 2
+
+
+def test_nyuv2_default_input_size_is_321(nyu_root):
+    assert build_dataset("nyuv2", nyu_root, "test")[1]["image"].shape == (3, 321, 321)
+
+
+def test_taskonomy_test_items_and_collate(tk_root):
+    ds = build_dataset("taskonomy", tk_root, "test", input_size=16)
+    assert ds.base_size == 18  # round(16 * 256 / 224)
+    assert torch.allclose(ds.class_weights, torch.linspace(0.5, 2.0, 17))
+    assert len(build_dataset("taskonomy", tk_root, "test_small", input_size=16)) == 1
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["image"].shape == (2, 3, 16, 16)
+    assert batch["targets"]["keypoints2d"].shape == (2, 1, 16, 16)
+    assert batch["masks"]["edge_texture"].shape == (2, 16, 16) and batch["masks"]["edge_texture"].all()
+    # labels pass two nearest resizes: 24x32 -> 18x18 -> 16x16
+    iy = np.floor(np.arange(18) * H / 18).astype(int)[np.floor(np.arange(16) * 18 / 16).astype(int)]
+    ix = np.floor(np.arange(18) * W / 18).astype(int)[np.floor(np.arange(16) * 18 / 16).astype(int)]
+    k = ((block_map() + 2) % NB)[np.ix_(iy, ix)]
+    t, m = batch["targets"], batch["masks"]
+    assert (t["segment_semantic"][0].numpy() == TK_CLASSES[k]).all()
+    valid = k != BAD_DEPTH_BLOCK
+    assert (m["depth_zbuffer"][0].numpy() == valid).all() and (m["normal"][0].numpy() == valid).all()
+    raw = np.rint(DEPTHS[k] * 512)
+    want = np.where(valid, np.log1p(raw) / np.log(2**16), 0)
+    assert np.allclose(t["depth_zbuffer"][0, 0].numpy(), want, atol=1e-7)
+    assert np.abs(t["edge_texture"][0, 0].numpy() - EDGES[k]).max() < 2e-4
+
+
+def test_taskonomy_paths_relative_to_split_folder(tmp_path):
+    """TreeMTL lists Taskonomy paths relative to root/train or root/test."""
+    root = str(tmp_path / "tk2")
+    rel = formats.write_taskonomy_sample(os.path.join(root, "test"), "a", *tk_arrays())
+    formats.write_split_json(root, "taskonomy", {"train": [], "test": [rel], "test_small": []})
+    formats.write_semseg_prior(root, np.ones(17))
+    item = build_dataset("taskonomy", root, "test", input_size=8)[0]
+    assert item["image"].shape == (3, 8, 8)
+
+
+# --------------------------------------------------------------------------- datasets, train mode
+
+
+def identify_blocks(image: torch.Tensor) -> np.ndarray:
+    """Block index of each pixel whose colour is exactly a block colour, else -1."""
+    img = np.rint(image.permute(1, 2, 0).numpy() * 255).astype(int)
+    exact = np.abs(image.permute(1, 2, 0).numpy() * 255 - img).max(-1) < 1e-3
+    out = np.full(img.shape[:2], -1)
+    for blk in range(NB):
+        out[exact & (img == COLOURS[blk]).all(-1)] = blk
+    return out
+
+
+def test_train_augmentation_keeps_alignment_and_flips_normals(nyu_root):
+    S = 20
+    ds = build_dataset("nyuv2", nyu_root, "train", input_size=S, augment=True, seed=3)
+    flips = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        for idx in range(len(ds)):
+            item = ds[idx]
+            assert item["image"].shape == (3, S, S)
+            rng = np.random.default_rng((3, epoch, idx))  # documented draw order: scale, flip, ...
+            rng.random()
+            flipped = rng.random() > 0.5
+            flips.add(flipped)
+            blk = identify_blocks(item["image"])
+            seen = blk >= 0
+            assert seen.sum() > 20
+            t, m = item["targets"], item["masks"]
+            seg = t["segment_semantic"].numpy()
+            assert (seg[seen] == NYU_CLASSES[blk[seen]]).all()
+            assert (t["depth_zbuffer"][0].numpy()[seen] == DEPTHS[blk[seen]]).all()
+            nv = seen & m["normal"].numpy()
+            want = NORMALS[blk[nv]].copy()
+            if flipped:
+                want[:, 0] *= -1
+            got = t["normal"].permute(1, 2, 0).numpy()[nv]
+            assert np.abs(got - want).max() < 0.01
+            # padding: black image, seg ignored, everything masked
+            pad = (item["image"] == 0).all(0).numpy()
+            assert (seg[pad] == 255).all() and not any(v.numpy()[pad].any() for v in m.values())
+            assert (t["depth_zbuffer"][0].numpy()[pad] == 0).all()
+    assert flips == {True, False}
+
+
+def test_train_augmentation_is_deterministic_under_seed(tk_root):
+    a = build_dataset("taskonomy", tk_root, "train", input_size=16, augment=True, seed=7)
+    b = build_dataset("taskonomy", tk_root, "train", input_size=16, augment=True, seed=7)
+
+    def same(x, y):
+        return torch.equal(x["image"], y["image"]) and all(torch.equal(x["targets"][t], y["targets"][t]) for t in a.tasks)
+
+    assert same(a[0], b[0]) and same(a[1], b[1])
+    draws = []
+    for e in range(4):
+        a.set_epoch(e)
+        draws.append(a[0])
+    assert not all(same(draws[0], d) for d in draws[1:])
+
+
+def test_pad_crop_and_flip_known_answer():
+    image = torch.arange(6, dtype=torch.float32).reshape(1, 2, 3).repeat(3, 1, 1) + 1
+    targets = {
+        "segment_semantic": torch.tensor([[1, 2, 3], [4, 5, 6]]),
+        "normal": torch.tensor([[[0.6] * 3] * 2, [[0.0] * 3] * 2, [[0.8] * 3] * 2]),
+    }
+    masks = {t: torch.ones(2, 3, dtype=torch.bool) for t in targets}
+    img, tg, mk = pad_crop_sample(image, targets, masks, (4, 3), (0, 0))  # pad 1 row above and below
+    assert img[0, :, 0].tolist() == [0, 1, 4, 0]
+    assert tg["segment_semantic"][:, 0].tolist() == [255, 1, 4, 255]
+    assert mk["normal"][:, 0].tolist() == [False, True, True, False]
+    _, tf, _ = flip_sample(image, targets, masks, negate_normal_x=True)
+    assert tf["segment_semantic"][0].tolist() == [3, 2, 1]
+    assert torch.allclose(tf["normal"][0], torch.full((2, 3), -0.6)) and torch.allclose(tf["normal"][2], torch.full((2, 3), 0.8))
+    assert nearest_resize(torch.arange(4)[None], (1, 2)).tolist() == [[0, 2]]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def one_line(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_root_and_json(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        build_dataset("nyuv2", str(tmp_path / "nope"), "test")
+    assert "nope" in one_line(e) and "dataset.root" in one_line(e)
+    with pytest.raises(FileNotFoundError) as e:
+        build_dataset("taskonomy", str(tmp_path), "test")
+    assert "taskonomy.json" in one_line(e)
+    with pytest.raises(ValueError) as e:
+        build_dataset("cityscapes", str(tmp_path), "test")
+    assert "nyuv2" in one_line(e)
+
+
+def test_unknown_split_and_bad_split_json(nyu_root, tmp_path):
+    with pytest.raises(ValueError) as e:
+        build_dataset("nyuv2", nyu_root, "val")
+    assert "val" in one_line(e) and "test" in one_line(e)
+    with pytest.raises(ValueError):
+        formats.write_split_json(str(tmp_path), "nyuv2", {"train": [], "tset": []})
+    with pytest.raises(ValueError):
+        formats.write_split_json(str(tmp_path), "nyuv2", {"train": [["a", "b"]], "test": []})
+
+
+def test_missing_listed_file(nyu_root):
+    os.remove(os.path.join(nyu_root, "seg", "0003.png"))
+    ds = build_dataset("nyuv2", nyu_root, "test", input_size=8)
+    ds[0]  # other samples still load
+    with pytest.raises(FileNotFoundError) as e:
+        ds[1]
+    msg = one_line(e)
+    assert os.path.join("seg", "0003.png") in msg and "nyu_v2_3task.json (test)" in msg
+
+
+@pytest.mark.parametrize(
+    "which, array, needle",
+    [
+        ("seg/0002.png", np.zeros((H, W, 3), np.uint8), "8-bit single-channel"),  # RGB seg
+        ("seg/0002.png", np.zeros((H, W), np.uint16), "8-bit single-channel"),  # 16-bit seg
+        ("seg/0002.png", np.zeros((H, W - 2), np.uint8), "maps must match"),  # wrong shape
+        ("seg/0002.png", np.full((H, W), 41, np.uint8), "classes 0-39"),  # bad label
+        ("normal_mask/0002.png", np.zeros((H, W), np.uint8), "8-bit RGB"),  # gray normal
+        ("img/0002.png", np.zeros((H, W), np.uint8), "8-bit RGB"),  # gray image
+    ],
+)
+def test_nyuv2_wrong_encoding(nyu_root, which, array, needle):
+    Image.fromarray(array).save(os.path.join(nyu_root, which))
+    with pytest.raises(ValueError) as e:
+        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+    msg = one_line(e)
+    assert which.split("/")[-1] in msg and needle in msg
+
+
+def test_nyuv2_bad_depth_npy(nyu_root):
+    path = os.path.join(nyu_root, "depth", "0002.npy")
+    np.save(path, np.zeros((H, W), np.int32))
+    with pytest.raises(ValueError) as e:
+        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+    assert "0002.npy" in one_line(e) and "float" in one_line(e)
+    with open(path, "wb") as f:
+        f.write(b"not a numpy file")
+    with pytest.raises(ValueError) as e:
+        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+    assert "0002.npy" in one_line(e)
+
+
+def test_taskonomy_8bit_depth_rejected(tk_root):
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(os.path.join(tk_root, "depth_zbuffer", "s2.png"))
+    with pytest.raises(ValueError) as e:
+        build_dataset("taskonomy", tk_root, "test", input_size=8)[0]
+    assert "s2.png" in one_line(e) and "16-bit" in one_line(e)
+
+
+def test_taskonomy_missing_prior(tk_root):
+    os.remove(os.path.join(tk_root, "semseg_prior_factor.npy"))
+    with pytest.raises(FileNotFoundError) as e:
+        build_dataset("taskonomy", tk_root, "test")
+    assert "semseg_prior_factor.npy" in one_line(e)
+
+
+def test_writer_rejects_bad_arrays(tmp_path):
+    rgb, seg, normal, normal_valid, depth = nyu_arrays()
+    with pytest.raises(ValueError, match="seg"):
+        formats.write_nyuv2_sample(str(tmp_path), "x", rgb, seg.astype(np.int32), normal, normal_valid, depth)
+    with pytest.raises(ValueError, match="must match"):
+        formats.write_nyuv2_sample(str(tmp_path), "x", rgb, seg[:, :-1], normal, normal_valid, depth)
+    with pytest.raises(ValueError, match="stem"):
+        formats.write_nyuv2_sample(str(tmp_path), "a/b", rgb, seg, normal, normal_valid, depth)
+    assert not os.path.exists(tmp_path / "img")

@@ -1,0 +1,250 @@
+"""Report tables and figures from fake job records with hand-set ARP (known answers)."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mtl_attack import records, report
+
+TASKS = ("segment_semantic", "normal", "depth_zbuffer")
+MODELS = {  # label -> (layout_index, params_paper_M)
+    "IND": (None, 63.83),
+    "#9": (9, 63.6),
+    "AS": (0, 21.28),
+}
+
+TEMPLATE = {
+    "schema": 1, "status": "done", "error": None,
+    "job": {"name": "", "dir": "", "sweep_dir": "", "group": "default", "overrides": []},
+    "config": {"dataset": {"name": "synth_nyuv2", "kind": "nyuv2", "input_size": 64},
+               "backbone": {"name": "resnet34", "head_width": 64},
+               "layout": {"preset": "all_shared", "index": None, "spec": None},
+               "attack": {"optimizer": "apgd", "objective": "dgba", "steps": 10},
+               "eps": 4.0, "seed": 0, "logger": {"name": "none"}},
+    "provenance": {"device": "cpu"},
+    "seed": 0,
+    "model": {"backbone": "resnet34", "layout": "[[{0, 1, 2}]]", "layout_index": 0, "label": "AS",
+              "params_paper_M": 21.28},
+    "attack": {"name": "dgba_apgd", "optimizer": "apgd", "objective": "dgba", "eps": 4.0, "steps": 10},
+    "metrics": {"clean": {"segment_semantic": {"miou": 40.0}}, "attacked": {"segment_semantic": {"miou": 10.0}}},
+    "arp": {"overall": 80.0, "per_task": {}},
+    "timings": {"attack_s": 1.0, "total_s": 2.0},
+}
+
+# (model, optimizer, objective, eps, seed, overall ARP, per-task ARP for segm/norm/depth, status)
+JOBS = [
+    ("IND", "pgd", "total", 4, 0, 50.0, (90, 30, 30), "done"),
+    ("IND", "pgd", "dgba", 4, 0, 70.0, (60, 70, 80), "done"),
+    ("IND", "apgd", "dgba", 4, 0, 80.0, (80, 80, 80), "done"),
+    ("IND", "apgd", "dgba", 4, 1, 90.0, (90, 90, 90), "done"),  # second seed: cell mean 85
+    ("AS", "pgd", "total", 4, 0, 60.0, (100, 40, 40), "done"),
+    ("AS", "pgd", "dgba", 4, 0, 60.0, (50, 60, 70), "done"),  # tie with Total
+    ("AS", "apgd", "single_normal", 4, 0, 40.0, (10, 100, 10), "done"),
+    ("AS", "apgd", "dgba", 4, 0, 30.0, (30, 30, 30), "done"),
+    ("#9", "pgd", "dgba", 4, 0, 75.0, (70, 75, 80), "done"),
+    ("IND", "pgd", "total", 4, 1, None, None, "failed"),  # excluded everywhere
+    ("IND", "pgd", "dgba", 8, 0, 100.0, (100, 100, 100), "done"),
+    ("AS", "pgd", "dgba", 8, 0, 120.0, (120, 120, 120), "done"),
+]
+
+
+def make_record(model, optimizer, objective, eps, seed, arp, per_task, status):
+    rec = copy.deepcopy(TEMPLATE)
+    index, params = MODELS[model]
+    name = (f"single_{objective[len('single_'):]}_{optimizer}" if objective.startswith("single_")
+            else f"{objective}_{optimizer}")
+    job = f"model={model},attack={name},eps={eps},seed={seed}"
+    rec["status"] = status
+    rec["error"] = "boom" if status != "done" else None
+    rec["job"]["name"] = job
+    rec["job"]["dir"] = f"/sweep/{job}"
+    rec["config"]["eps"] = float(eps)
+    rec["config"]["seed"] = seed
+    rec["model"].update(label=model, layout_index=index, params_paper_M=params)
+    # the job record names Single-x by objective "single" plus the preset name
+    rec["attack"] = {"name": name, "optimizer": optimizer,
+                     "objective": "single" if objective.startswith("single_") else objective,
+                     "eps": float(eps), "steps": 10}
+    rec["arp"] = (None if arp is None else
+                  {"overall": arp, "per_task": dict(zip(TASKS, map(float, per_task)))})
+    return rec, job
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    root = tmp_path / "sweep"
+    for i, job in enumerate(JOBS):
+        rec, _ = make_record(*job)
+        records.write_json_atomic(root / f"{i}" / records.RECORD_NAME, rec)
+    return root
+
+
+@pytest.fixture
+def results(sweep):
+    return report.load_results([sweep])
+
+
+def test_load_counts_failed_rows(results):
+    assert len(results) == 12
+    assert len(report.done_rows(results)) == 11
+    note = report.status_note(results)
+    assert "11 done" in note and "1 failed" in note and "eps=4,seed=1" in note
+    assert "\n" not in note
+
+
+def test_arp_table_values_and_order(results):
+    table = report.arp_table(results, eps=4)
+    assert list(table.index) == ["IND", "#9", "AS"]  # most parameters first
+    assert list(table.columns) == [("pgd", "total"), ("pgd", "dgba"),
+                                   ("apgd", "single_normal"), ("apgd", "dgba")]
+    expected = pd.DataFrame([[50, 70, np.nan, 85], [np.nan, 75, np.nan, np.nan], [60, 60, 40, 30]],
+                            index=table.index, columns=table.columns, dtype=float)
+    pd.testing.assert_frame_equal(table, expected, check_names=False)
+    assert table.attrs["params_paper_M"] == {"IND": 63.83, "#9": 63.6, "AS": 21.28}
+    per_task = report.arp_table(results, eps=4, value="arp_normal")
+    assert per_task.loc["AS", ("apgd", "single_normal")] == 100.0
+
+
+def test_arp_table_model_subset_in_given_order(results):
+    table = report.arp_table(results, eps=4, models=["AS", "IND"])
+    assert list(table.index) == ["AS", "IND"]
+    with pytest.raises(ValueError, match="not in the results"):
+        report.arp_table(results, eps=4, models=["#99"])
+
+
+def test_mixed_eps_needs_a_choice(results):
+    with pytest.raises(ValueError, match=r"several eps \(4, 8\)"):
+        report.arp_table(results)
+    with pytest.raises(ValueError, match="eps 4, 8"):
+        report.arp_table(results, eps=2)
+
+
+def test_best_per_row_per_optimizer_with_ties(results):
+    table = report.arp_table(results, eps=4)
+    marks = report.best_per_row(table)
+    best = {m: [c for c in table.columns if marks.at[m, c]] for m in table.index}
+    assert best["IND"] == [("pgd", "dgba"), ("apgd", "dgba")]
+    assert best["#9"] == [("pgd", "dgba")]
+    assert best["AS"] == [("pgd", "total"), ("pgd", "dgba"), ("apgd", "single_normal")]  # tie in PGD
+    overall = report.best_per_row(table, within="row")
+    assert [c for c in table.columns if overall.at["AS", c]] == [("pgd", "total"), ("pgd", "dgba")]
+    assert [c for c in table.columns if overall.at["IND", c]] == [("apgd", "dgba")]
+    counts = report.first_place_counts(marks)
+    assert counts.to_dict() == {"single_normal": 1, "total": 1, "dgba": 4}
+
+
+def test_markdown_bolds_best(results):
+    table = report.arp_table(results, eps=4)
+    text = report.to_markdown(table, report.best_per_row(table))
+    lines = text.strip().splitlines()
+    assert lines[0] == ("| model | #Params (M) | PGD Total | PGD DGBA | APGD Single-Norm | APGD DGBA |")
+    assert lines[2] == "| IND | 63.83 | 50.00 | **70.00** | - | **85.00** |"
+    assert lines[3] == "| #9 | 63.60 | - | **75.00** | - | - |"
+    assert lines[4] == "| AS | 21.28 | **60.00** | **60.00** | **40.00** | 30.00 |"
+    assert len(lines) == 5
+
+
+def test_arp_vs_eps_means_over_models(results):
+    data = report.arp_vs_eps(results)
+    got = {(r.optimizer, r.objective, r.eps): (r.arp, r.n_models) for r in data.itertuples()}
+    assert got[("pgd", "dgba", 4.0)] == (pytest.approx((70 + 75 + 60) / 3), 3)
+    assert got[("pgd", "dgba", 8.0)] == (pytest.approx(110.0), 2)
+    assert got[("apgd", "dgba", 4.0)] == (pytest.approx((85 + 30) / 2), 2)  # IND's two seeds first averaged
+    assert got[("pgd", "total", 4.0)] == (pytest.approx(55.0), 2)  # failed row left out
+    assert list(data[["optimizer", "objective"]].drop_duplicates().itertuples(index=False, name=None)) == [
+        ("pgd", "total"), ("pgd", "dgba"), ("apgd", "single_normal"), ("apgd", "dgba")]
+
+
+def test_per_task_bars_means(results):
+    bars = report.per_task_bars(results, eps=4)
+    assert list(bars.columns) == list(TASKS)
+    assert bars.loc[("pgd", "dgba"), "normal"] == pytest.approx((70 + 75 + 60) / 3)
+    assert bars.loc[("apgd", "dgba"), "segment_semantic"] == pytest.approx((85 + 30) / 2)
+    only = report.per_task_bars(results, eps=4, objectives=["dgba"], optimizers=["pgd"])
+    assert list(only.index) == [("pgd", "dgba")]
+
+
+def test_weighted_table_skipped_without_weights(results):
+    assert report.weighted_grid_table(results, eps=4) is None
+
+
+def test_weighted_table_with_weights(results):
+    df = report.done_rows(results).copy()
+    extra = df[(df["objective"] == "total") & (df["model"] == "AS")].copy()
+    extra["objective"], extra["attack"], extra["arp"] = "weightedtotal", "weightedtotal_pgd", 55.0
+    extra["weights"] = "0.1:0.1:0.8"
+    table = report.weighted_grid_table(pd.concat([df, extra], ignore_index=True), eps=4)
+    assert list(table.index) == ["AS"]
+    assert table.loc["AS", ("pgd", "weights")] == "0.1:0.1:0.8"
+    assert table.loc["AS", ("pgd", "weightedtotal")] == 55.0
+    assert table.loc["AS", ("pgd", "dgba")] == 60.0
+
+
+def test_write_report_files(results, tmp_path):
+    out = tmp_path / "report"
+    paths = report.write_report(results, out)
+    names = sorted(p.name for p in paths)
+    assert names == sorted([
+        "table_arp_eps4.md", "table_arp_eps4.csv", "per_task_arp_eps4.png", "per_task_arp_eps4.csv",
+        "table_arp_eps8.md", "table_arp_eps8.csv", "per_task_arp_eps8.png", "per_task_arp_eps8.csv",
+        "arp_vs_eps.png", "arp_vs_eps.csv", "report.md"])
+    assert all(p.is_file() for p in paths)
+    assert not list(out.glob(".*tmp"))  # no temp files left
+    for png in out.glob("*.png"):
+        with Image.open(png) as im:
+            im.verify()
+        with Image.open(png) as im:
+            assert im.format == "PNG" and im.width > 300 and im.height > 200
+    index = (out / "report.md").read_text()
+    assert "1 failed" in index and "(table_arp_eps4.md)" in index and "(arp_vs_eps.png)" in index
+    assert "DGBA 4" in index  # first places at eps 4
+    assert "**85.00**" in (out / "table_arp_eps4.md").read_text()
+    csv = pd.read_csv(out / "table_arp_eps4.csv", index_col="model")
+    assert csv.loc["IND", "apgd/dgba"] == 85.0 and csv.loc["AS", "params_paper_M"] == 21.28
+
+
+def test_write_report_one_eps(results, tmp_path):
+    paths = report.write_report(results, tmp_path / "r", eps=8)
+    names = sorted(p.name for p in paths)
+    assert names == ["per_task_arp_eps8.csv", "per_task_arp_eps8.png", "report.md",
+                     "table_arp_eps8.csv", "table_arp_eps8.md"]
+
+
+def test_results_table_gives_same_table(results, sweep, tmp_path):
+    path = records.write_table(results, tmp_path / "results.csv")
+    from_table = report.load_results([path])
+    pd.testing.assert_frame_equal(report.arp_table(from_table, eps=4), report.arp_table(results, eps=4))
+    pd.testing.assert_frame_equal(report.arp_vs_eps(from_table), report.arp_vs_eps(results))
+    both = report.load_results([path, sweep])  # the same jobs twice count once
+    assert len(both) == 12
+    pd.testing.assert_frame_equal(report.arp_vs_eps(both), report.arp_vs_eps(results))
+    paths = report.main_report([path], tmp_path / "out", eps=4)
+    assert (tmp_path / "out" / "table_arp_eps4.md").read_text() == \
+        (report.write_report(results, tmp_path / "out2", eps=4)[0]).read_text()
+    assert len(paths) == 5
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.load_results([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no record.json"):
+        report.load_results([tmp_path / "empty"])
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(ValueError, match="results table"):
+        report.load_results([tmp_path / "x.txt"])
+    rec, _ = make_record("AS", "pgd", "dgba", 4, 0, None, None, "failed")
+    records.write_json_atomic(tmp_path / "f" / records.RECORD_NAME, rec)
+    with pytest.raises(ValueError, match="no finished"):
+        report.arp_table(report.load_results([tmp_path / "f"]))
+
+
+def test_several_settings_are_split(results, tmp_path):
+    other = results.assign(dataset="synth_taskonomy")
+    both = pd.concat([results, other], ignore_index=True)
+    with pytest.raises(ValueError, match="several dataset/backbone"):
+        report.arp_table(both, eps=4)
+    names = {p.name for p in report.write_report(both, tmp_path / "r", eps=4)}
+    assert {"synth_nyuv2_resnet34_table_arp_eps4.md", "synth_taskonomy_resnet34_table_arp_eps4.md"} <= names

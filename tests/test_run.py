@@ -1,0 +1,85 @@
+"""The real CLI end to end, in subprocesses, on a tiny config: run, sweep, resume, failure, report, W&B."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import REPO, run_cli, tiny
+from mtl_attack.scores import arp
+from mtl_attack.tasks import get_tasks
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_single_run_writes_a_consistent_record(cache, tmp_path):
+    out = tmp_path / "run"
+    proc = _ok(run_cli(["run.py", *tiny(cache_dir=cache), "logger=wandb", f"hydra.run.dir={out}"], REPO))
+    assert "overall ARP" in proc.stdout
+    record = json.loads((out / "record.json").read_text())
+    assert record["status"] == "done"
+    assert record["config"]["eps"] == 4.0 and record["attack"]["eps_01"] == pytest.approx(4 / 255)
+    # ARP in the record equals an independent computation from its metrics.
+    overall, per_task = arp(record["metrics"]["clean"], record["metrics"]["attacked"], get_tasks("nyuv2"))
+    assert record["arp"]["overall"] == pytest.approx(overall)
+    assert record["arp"]["per_task"] == pytest.approx(per_task)
+    for key in ("code", "packages", "device", "started", "finished"):
+        assert record["provenance"][key]
+    assert record["model"]["label"] == "AS" and record["model"]["params_paper_M"] == 21.28
+
+    # The offline W&B run mirrors the record.
+    from mtl_attack.logger import read_offline_summary
+
+    run_dirs = list((out / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    summary = read_offline_summary(run_dirs[0])
+    assert summary["arp"] == pytest.approx(record["arp"]["overall"])
+    assert summary["arp/normal"] == pytest.approx(record["arp"]["per_task"]["normal"])
+    assert summary["clean/depth_zbuffer/abs_err"] == pytest.approx(record["metrics"]["clean"]["depth_zbuffer"]["abs_err"])
+    assert summary["status"] == "done"
+
+
+def test_sweep_resumes_records_failures_and_reports(cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["run.py", "-m", *tiny(cache_dir=cache), "logger=none", f"hydra.sweep.dir={sweep}",
+            "attack=dgba_fgsm,single_keypoints2d_fgsm", "eps=2,8"]
+    proc = _ok(run_cli(args, REPO))
+    table = pd.read_csv(sweep / "results.csv")
+    assert len(table) == 4
+    done = table[table.status == "done"].sort_values("eps")
+    assert list(done.eps) == [2.0, 8.0] and set(done.attack) == {"dgba_fgsm"}
+    failed = table[table.status == "failed"]
+    # keypoints2d is no NYUv2 task: those jobs fail with the reason, the others go on.
+    assert len(failed) == 2 and failed.error.str.contains("keypoints2d").all()
+    assert proc.stdout.count("skip") == 0
+
+    again = _ok(run_cli(args, REPO))
+    assert again.stdout.count("skip") == 2  # finished jobs skipped, failed ones retried
+    forced = _ok(run_cli(args + ["force=true"], REPO))
+    assert forced.stdout.count("skip") == 0
+
+    rep = _ok(run_cli(["-m", "mtl_attack.cli", "report", str(sweep), "--out", str(tmp_path / "rep")], REPO))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "failed" in md
+    assert (tmp_path / "rep" / "arp_vs_eps.png").stat().st_size > 1000
+    assert "rep" in rep.stdout
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_other_launchers(cache, tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    _ok(run_cli(["run.py", "-m", *tiny(cache_dir=cache), "logger=none", "attack=total_fgsm", "eps=1,4",
+                 f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={sweep}"], REPO, timeout=900))
+    records = sorted(sweep.rglob("record.json"))
+    assert len(records) == 2
+    assert all(json.loads(p.read_text())["status"] == "done" for p in records)
+    assert len(pd.read_csv(sweep / "results.csv")) == 2
