@@ -49,6 +49,8 @@ class DatasetConfig:
     # Side of the square network input after the test resize / train crop.
     input_size: int = 321
     test_split: str = "test"
+    # Attack only the first N test images (None: all); the data and model are unchanged.
+    test_limit: Optional[int] = None
     eval_batch_size: int = 16
     num_workers: int = 0
 

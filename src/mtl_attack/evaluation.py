@@ -50,7 +50,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     examples: list[tuple[torch.Tensor, torch.Tensor]] = []
     attack_s = 0.0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for raw in tqdm(loader, desc="attack" if attack else "eval", disable=not progress, leave=False):
+    for raw in tqdm(loader, desc="attack" if attack else "eval", disable=None if progress else True, leave=False):
         batch = _to_device(raw, device)
         x = batch["image"]
         with torch.no_grad():

@@ -20,6 +20,7 @@ from . import records
 from .attacks import build_attack_from_config
 from .baselines import ConstantModel, constant_predictions
 from .data.build import build_splits, prepare_root
+from .data.datasets import build_dataset
 from .evaluation import evaluate
 from .models.build import build_model, layout_size, resolve_layout
 from .models.layout import index_of
@@ -157,7 +158,9 @@ def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
     timings["eval_s"] = time.perf_counter() - t0
     timings.update({k: v for k, v in result.get("timings", {}).items()})
 
-    const = ConstantModel(constant_predictions(train, tasks))
+    # Fitted on un-augmented train images, so the baseline is the same in every run.
+    plain_train = build_dataset(cfg.dataset.kind.value, root, "train", cfg.dataset.input_size, augment=False)
+    const = ConstantModel(constant_predictions(plain_train, tasks))
     trivial = evaluate(const, test, tasks, torch.device("cpu"), batch_size=64, progress=False)["clean"]
     overall, per_task = arp(result["clean"], result["attacked"], tasks)
     record["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
@@ -176,8 +179,6 @@ def calibrate_weights(cfg: DictConfig, model, root: Path, tasks, device: torch.d
     from torch.utils.data import Subset
 
     from .attacks import grid_search_weights, weights_by_task
-    from .data.datasets import build_dataset
-
     calib_all = build_dataset(cfg.dataset.kind.value, root, "train", cfg.dataset.input_size, augment=False)
     calib = Subset(calib_all, range(min(cfg.calibration_images, len(calib_all))))
     names = [t.name for t in tasks]

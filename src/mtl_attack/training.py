@@ -44,7 +44,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     recent: list[dict] = []
     start = time.perf_counter()
     batches = _batches(dataset, cfg.batch_size, seed)
-    bar = tqdm(range(cfg.iterations), desc="train", disable=not progress, leave=False)
+    bar = tqdm(range(cfg.iterations), desc="train", disable=None if progress else True, leave=False)
     for it in bar:
         batch = _to_device(next(batches), device)
         loss, parts = multitask_loss(model(batch["image"]), batch, tasks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
+from torch.utils.data import Subset
 
 from .datasets import build_dataset
 
@@ -42,7 +43,12 @@ def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) 
 
 
 def build_splits(cfg: DictConfig, root: Path):
-    """Train (augmented) and test Datasets for the dataset config, in that order."""
+    """Train (augmented) and test Datasets (the first `test_limit` images) for the dataset config."""
     train = build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=True)
     test = build_dataset(_kind(cfg), root, cfg.test_split, cfg.input_size, augment=False)
+    limit = cfg.get("test_limit")
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"dataset.test_limit must be a positive number of images, got {limit}")
+        test = Subset(test, range(min(limit, len(test))))
     return train, test

@@ -843,7 +843,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     workers = min(workers, max(1, len(jobs) // 8))  # tiny datasets: a pool costs more than it saves
     if workers > 1 and not sys.platform.startswith("linux") and not _main_importable():
         workers = 1
-    bar = tqdm(total=len(jobs), desc=f"rendering {kind} {height}x{width}", unit="img", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"rendering {kind} {height}x{width}", unit="img", disable=None if progress else True)
     try:
         if workers <= 1:
             results = map(_render_and_write, jobs)
