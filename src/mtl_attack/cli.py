@@ -76,6 +76,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchSpec, arp_check, format_table, run_bench, write_json
+
+    on_off = {"off": [False], "on": [True], "both": [False, True]}
+    spec = BenchSpec(dataset=args.dataset, size=args.size, backbone=args.backbone, head_width=args.head_width,
+                     layouts=args.layout, batch=args.batch, device=args.device, precisions=args.precisions,
+                     channels_last=on_off[args.channels_last], compile=on_off[args.compile],
+                     optimizers=args.optimizers, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
+                     eps=args.eps, seed=args.seed, threads=args.threads)
+    spec.validate()
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = run_bench(spec, log=log)
+    result["arp_check"] = None
+    if args.arp:
+        log(f"ARP check: {args.arp_images} test images, precisions {args.precisions}")
+        result["arp_check"] = arp_check(args.overrides, args.precisions, args.arp_images, args.device,
+                                        progress=not args.quiet, log=log)
+    print(format_table(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtl-attack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +124,37 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output folder (default: <first folder>/report)")
     rep.add_argument("--eps", type=float, help="the eps (pixel units) for the tables when results hold several")
     rep.set_defaults(func=_cmd_report)
+
+    ben = sub.add_parser("bench", help="attack throughput against the bare forward+input-gradient step",
+                         description="Times the bare forward, the bare step and every optimizer with Total and "
+                                     "DGBA (and DGBA with one backward per task) at each precision, memory "
+                                     "format and compile setting; defaults are paper-shaped (docs/performance.md).")
+    ben.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model --arp attacks")
+    ben.add_argument("--dataset", default="nyuv2", choices=["nyuv2", "taskonomy"], help="tasks and their shapes")
+    ben.add_argument("--size", type=int, default=321, help="square input side in pixels (paper: 321)")
+    ben.add_argument("--backbone", default="resnet34", choices=["resnet34", "mobilenetv2"])
+    ben.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
+    ben.add_argument("--layout", nargs="+", default=["all_shared", "independent"], metavar="LAYOUT",
+                     help="all_shared, independent or layout indexes (default: all_shared independent)")
+    ben.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    ben.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+    ben.add_argument("--precisions", nargs="+", default=["fp32", "tf32", "bf16"], choices=["fp32", "tf32", "bf16"])
+    ben.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
+    ben.add_argument("--compile", default="both", choices=["off", "on", "both"], help="torch.compile the model")
+    ben.add_argument("--optimizers", nargs="*", default=["fgsm", "pgd", "mim", "apgd", "saga"],
+                     choices=["fgsm", "pgd", "mim", "apgd", "saga"], help="none: the bare rows only")
+    ben.add_argument("--steps", type=int, default=10, help="attack steps (and bare steps per timed run)")
+    ben.add_argument("--repeats", type=int, default=3, help="timed runs per row; the median is reported")
+    ben.add_argument("--warmup", type=int, default=1, help="untimed runs of every row first (default 1)")
+    ben.add_argument("--eps", type=float, default=4.0, help="budget in pixel units out of 255 (default 4)")
+    ben.add_argument("--seed", type=int, default=0, help="seed of the model's init and the batch")
+    ben.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 makes CPU time a clean measure)")
+    ben.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ben.add_argument("--arp", action="store_true",
+                     help="also attack the configured job's model (overrides) at each precision and compare ARP")
+    ben.add_argument("--arp-images", type=int, default=32, metavar="N", help="test images for --arp (default 32)")
+    ben.add_argument("--quiet", action="store_true", help="no progress lines")
+    ben.set_defaults(func=_cmd_bench)
     return parser
 
 

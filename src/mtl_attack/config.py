@@ -78,6 +78,31 @@ class LayoutConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """Adversarial training (paper Alg. 2, Sec. 4.3): train on adversarial examples made on the fly.
+
+    The defaults are the authors' recipe (their TrainWithAdv.py): eps 8, 10 attack
+    steps, each iteration one clean step then one adversarial step on the same
+    batch, the attack run in eval mode. attack=None trains clean (the default).
+    """
+
+    # An attack preset (conf/attack), e.g. dgba_pgd, total_fgsm, single_normal_pgd; None: clean training.
+    attack: Optional[str] = None
+    # L-infinity budget in pixel units out of 255, as the top-level eps.
+    eps: float = 8.0
+    # Attack iterations (FGSM always takes one); step eps/steps as in the attacks.
+    steps: int = 10
+    # Also take a clean step before the adversarial one each iteration (the authors' default).
+    clean_step: bool = True
+    # FAT's early-stopped PGD (Zhang et al. 2020): a sample stops fat_tau steps after it is
+    # "fooled", i.e. its mean relative loss increase over the attacked tasks reaches fat_threshold
+    # (the dense-task stand-in for misclassified). Off in the authors' code.
+    fat: bool = False
+    fat_tau: int = 0
+    fat_threshold: float = 0.5
+
+
+@dataclass
 class TrainConfig:
     name: str = "quick"
     iterations: int = 300
@@ -88,6 +113,19 @@ class TrainConfig:
     lr_step: int = 4000
     lr_gamma: float = 0.5
     augment: bool = True
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+
+@dataclass
+class TransferConfig:
+    """Black-box transfer (paper Table 6): craft on a surrogate model, evaluate the target on the result.
+
+    surrogate: the surrogate's layout as all_shared (AS), independent (IND), a TreeMTL
+    index (e.g. 0 or "#41") or a spec "[[{0,1,2}], ...]"; None = white-box (the target itself).
+    The surrogate shares the target's dataset, backbone, train config and seed.
+    """
+
+    surrogate: Optional[str] = None
 
 
 @dataclass
@@ -119,6 +157,7 @@ class Config:
     train: TrainConfig = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)
     logger: LoggerConfig = MISSING
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     # L-infinity budget in pixel units out of 255 (eps=4 means 4/255 on [0,1] images).
     eps: float = 4.0
     seed: int = 0

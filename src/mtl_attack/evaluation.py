@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import DataLoader
 
-from .training import _to_device
+from .training import _to_device, out_of_memory_hint
 
 
 def attack_inputs(batch: dict, tasks) -> tuple[dict, dict]:
@@ -32,12 +32,15 @@ def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, eps: float) -> None:
         raise RuntimeError(f"attack exceeded eps: |x_adv - x|_inf = {dist:.6g} > {eps:.6g}")
 
 
+@out_of_memory_hint("dataset.eval_batch_size", "batch_size")
 def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
              attack: Optional[Callable] = None, eps: float = 0.0, progress: bool = True,
-             keep_examples: int = 0) -> dict:
+             keep_examples: int = 0, craft_on=None) -> dict:
     """Metrics of every task on a whole split, clean and (if `attack`) attacked.
 
     attack(model, images [B,3,H,W] in [0,1], targets, losses) -> adversarial images; eps in [0,1] units.
+    craft_on: the model the attack queries (a black-box surrogate); None = `model` itself
+    (white-box). With a surrogate, `model` only ever runs forward under no_grad.
     Returns {"clean": {task: {metric: value}}, "attacked": same or None,
     "examples": up to keep_examples (clean, adversarial) image pairs [3,H,W] on the CPU,
     "timings": {"attack_s": seconds spent inside the attack}}.
@@ -45,6 +48,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     from tqdm.auto import tqdm
 
     model.to(device).eval()
+    attacked_model = model if craft_on is None else craft_on.to(device).eval()
     clean = {t.name: t.meter() for t in tasks}
     attacked = {t.name: t.meter() for t in tasks} if attack is not None else None
     examples: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -61,7 +65,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
             continue
         targets, losses = attack_inputs(batch, tasks)
         t0 = time.perf_counter()
-        x_adv = attack(model, x, targets, losses)
+        x_adv = attack(attacked_model, x, targets, losses)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         attack_s += time.perf_counter() - t0

@@ -23,10 +23,10 @@ from .data.build import build_splits, prepare_root
 from .data.datasets import build_dataset
 from .evaluation import evaluate
 from .models.build import build_model, layout_size, resolve_layout
-from .models.layout import index_of
+from .models.layout import Layout, all_shared, independent, index_of, layout_by_index, parse_layout
 from .scores import arp
 from .tasks import get_tasks
-from .training import train_or_load
+from .training import adversarial_settings, train_or_load
 
 
 @dataclass
@@ -64,7 +64,7 @@ def job_from_hydra(cfg: DictConfig) -> Job:
     overrides = list(hc.overrides.task)
     name = hc.job.override_dirname or "default"
     sweep = Path(hc.sweep.dir).resolve() if multirun else None
-    group = cfg.logger.get("group") or (f"{cfg.name}" if not multirun else f"{cfg.name}/{sweep.name}")
+    group = cfg.logger.get("group") or cfg.name  # a sweep's folder is multirun/<name>
     return Job(Path(hc.runtime.output_dir).resolve(), name, group, overrides, sweep, multirun)
 
 
@@ -106,6 +106,51 @@ def attack_name(cfg: DictConfig) -> str:
     return f"single_{a.target_task.value}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
 
 
+def model_label(layout: Layout) -> str:
+    """AS, IND or #<TreeMTL index> (the paper's model names)."""
+    index = index_of(layout)
+    return "AS" if index == 0 else "IND" if index == layout.num_tasks - 1 else f"#{index}"
+
+
+def resolve_surrogate(text, num_tasks: int) -> Layout:
+    """The black-box surrogate's layout from `transfer.surrogate`: all_shared/AS, independent/IND,
+    a TreeMTL index (41 or "#41") or a layout spec "[[{0,1,2}], ...]"."""
+    name = str(text).strip()
+    if name.lower() in ("all_shared", "as"):
+        return all_shared(num_tasks)
+    if name.lower() in ("independent", "ind"):
+        return independent(num_tasks)
+    digits = name[1:] if name.startswith("#") else name
+    if digits.isdigit():
+        return layout_by_index(num_tasks, int(digits))
+    if not name.startswith("["):
+        raise ValueError(f"transfer.surrogate={name!r}: give all_shared, independent, a layout index such as 41, "
+                         "or a layout spec like '[[{0,1,2}], ...]'")
+    return parse_layout(name, num_tasks)
+
+
+def _surrogate(cfg: DictConfig, layout: Layout, tasks, train, device: torch.device, progress: bool):
+    """(surrogate model or None, its record entry) for `transfer.surrogate`; None when it is the target itself.
+
+    The surrogate has the target's dataset, backbone, train config and seed; it is trained
+    or loaded from the cache like any model (a user's model.checkpoint is the target's only).
+    """
+    text = cfg.get("transfer", {}).get("surrogate") if cfg.get("transfer") is not None else None
+    if text is None:
+        return None, None
+    s_layout = resolve_surrogate(text, len(tasks))
+    entry = {"label": model_label(s_layout), "layout": str(s_layout), "layout_index": index_of(s_layout)}
+    if s_layout == layout:
+        return None, {**entry, "source": "the target itself (white-box)"}
+    s_cfg = copy.deepcopy(cfg)
+    s_cfg.model.checkpoint = None
+    backbone = cfg.backbone.name.value
+    model = build_model(backbone, s_layout, tasks, cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir))
+    source = train_or_load(model, s_cfg, s_layout, tasks, train, device, progress=progress)
+    model.to(device).eval()
+    return model, {**entry, "source": source["source"], "path": source["path"]}
+
+
 def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
     """Data, model, clean and attacked evaluation, ARP; fills `record` in place and returns extras."""
     timings = record.setdefault("timings", {})
@@ -131,15 +176,26 @@ def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
     model.to(device).eval()
     index = index_of(layout)
     size = layout_size(layout, backbone, [t.channels for t in tasks], cfg.backbone.head_width)
-    label = "AS" if index == 0 else "IND" if index == len(tasks) - 1 else f"#{index}"
-    record["model"] = {"backbone": backbone, "layout": str(layout), "layout_index": index, "label": label,
+    adversarial = adversarial_settings(cfg.train)
+    record["model"] = {"backbone": backbone, "layout": str(layout), "layout_index": index,
+                       "label": model_label(layout), "shared_blocks": layout.shared_blocks,
                        "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
+                       "train_attack": adversarial["attack"] if adversarial else None,
+                       "train_attack_eps": adversarial["eps"] if adversarial else None,
                        "source": source["source"], "path": source["path"], "train": source.get("train")}
+    # Black-box transfer: the attack queries only the surrogate; the target runs forward only.
+    t0 = time.perf_counter()
+    surrogate, surrogate_entry = _surrogate(cfg, layout, tasks, train, device, progress)
+    record["threat"] = "black-box" if surrogate is not None else "white-box"
+    record["surrogate"] = surrogate_entry
+    if surrogate is not None:
+        timings["surrogate_model_s"] = time.perf_counter() - t0
+    crafting = surrogate if surrogate is not None else model
 
     eps = float(cfg.eps) / 255.0
     if cfg.attack.objective.value == "weightedtotal" and not cfg.attack.weights:
         t0 = time.perf_counter()
-        weights, table = calibrate_weights(cfg, model, root, tasks, device, eps, progress)
+        weights, table = calibrate_weights(cfg, crafting, root, tasks, device, eps, progress)
         timings["weight_search_s"] = time.perf_counter() - t0
         record["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
                                    "best": weights, "grid": table}
@@ -154,7 +210,7 @@ def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
                                     if cfg.attack.weights else None)}
     t0 = time.perf_counter()
     result = evaluate(model, test, tasks, device, batch_size=cfg.dataset.eval_batch_size, attack=attack, eps=eps,
-                      progress=progress, keep_examples=4)
+                      progress=progress, keep_examples=4, craft_on=surrogate)
     timings["eval_s"] = time.perf_counter() - t0
     timings.update({k: v for k, v in result.get("timings", {}).items()})
 
@@ -207,8 +263,12 @@ def format_table(record: dict, tasks) -> str:
                          f"{m['trivial'][t.name][metric]:>9.3f}")
         lines.append(f"{t.name:<17} {'ARP':<13} {'':>3} {'':>9} {record['arp']['per_task'][t.name]:>9.2f}")
     a = record["attack"]
+    model = record["model"]
+    extra = f", adversarially trained with {model['train_attack']}" if model.get("train_attack") else ""
+    if record.get("threat") == "black-box":
+        extra += f", black-box from surrogate {record['surrogate']['label']}"
     lines.append(f"overall ARP {record['arp']['overall']:.2f}  ({a['name']}, eps {a['eps']:g}/255, "
-                 f"model {record['model']['label']} {record['model']['backbone']})")
+                 f"model {model['label']} {model['backbone']}{extra})")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ ARP overall and per task, timings, status. `flatten` turns one into a table row;
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -91,7 +92,9 @@ def flatten(record: dict) -> dict:
 
     Columns: status, error, job, job_dir, dataset, backbone, layout, layout_index,
     optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
-    order), eps, steps, seed, device, arp (overall), arp_<task>,
+    order), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
+    and train_attack_eps (adversarial training; empty for clean training), threat
+    ("white-box" or "black-box"), surrogate (the black-box surrogate's label), arp (overall), arp_<task>,
     clean_<task>_<metric>, attacked_<task>_<metric>, params_paper_M, attack_s, total_s.
     """
     cfg = record.get("config", {})
@@ -117,6 +120,12 @@ def flatten(record: dict) -> dict:
         "seed": cfg.get("seed"),
         "device": record.get("provenance", {}).get("device"),
         "params_paper_M": model.get("params_paper_M"),
+        "shared_blocks": model.get("shared_blocks", _shared_blocks(model.get("layout"))),
+        "train_attack": model.get("train_attack"),
+        "train_attack_eps": model.get("train_attack_eps"),
+        # Records from before black-box transfer existed are white-box.
+        "threat": record.get("threat") or "white-box",
+        "surrogate": (record.get("surrogate") or {}).get("label") if record.get("threat") == "black-box" else None,
     }
     arp = record.get("arp") or {}
     row["arp"] = arp.get("overall")
@@ -129,6 +138,20 @@ def flatten(record: dict) -> dict:
     for name, value in (record.get("timings") or {}).items():
         row[name] = value
     return row
+
+
+def _shared_blocks(layout: str | None) -> int | None:
+    """Leading branching points where one set holds every task, from a layout string (None if unreadable)."""
+    if not layout:
+        return None
+    from .models.layout import parse_layout
+
+    try:
+        points = ast.literal_eval(str(layout).replace("{", "[").replace("}", "]"))
+        num_tasks = len({t for s in points[0] for t in s})
+        return parse_layout(points, num_tasks, num_points=len(points)).shared_blocks
+    except (ValueError, SyntaxError, TypeError, IndexError):
+        return None
 
 
 def find_records(paths: Iterable[Path]) -> list[Path]:

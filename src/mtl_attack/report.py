@@ -13,6 +13,12 @@ percent; ``eps`` is in pixel units out of 255.
 - :func:`arp_vs_eps` / :func:`plot_arp_vs_eps`: Figures 2, 3 (and 4, left).
 - :func:`per_task_bars` / :func:`plot_per_task_bars`: Figures 1 and 4 (right).
 - :func:`weighted_grid_table`: Table 16, when the rows carry WeightedTotal's weights.
+- :func:`adversarial_accuracy_table`: Tables 17/18, clean metrics after adversarial training
+  and their drop (ARP-style) against the clean-trained model.
+- :func:`adversarial_arp_table`: Tables 3/19, rows = training attack (w/o AT first), columns = attacks.
+- :func:`transfer_table`: Table 6, black-box ARP per target, the surrogate's white-box row last.
+- :func:`transferability_table` / :func:`plot_transferability`: Table 7 / Figure 5, the
+  transferability of Single-x against the number of shared blocks.
 - :func:`write_report` / :func:`main_report`: every file above plus ``report.md``.
 
 Several results of one cell (seeds) are averaged per model first, then, for the
@@ -39,10 +45,14 @@ __all__ = [
     "load_results", "done_rows", "status_note", "attack_keys",
     "arp_table", "best_per_row", "first_place_counts", "to_markdown",
     "arp_vs_eps", "plot_arp_vs_eps", "per_task_bars", "plot_per_task_bars",
-    "weighted_grid_table", "write_report", "main_report",
+    "weighted_grid_table", "adversarial_accuracy_table", "adversarial_arp_table", "transfer_table",
+    "transferability_table", "plot_transferability", "write_report", "main_report",
 ]
 
 log = logging.getLogger(__name__)
+
+# train_attack of clean-trained models.
+NO_TRAIN_ATTACK = "none"
 
 # Fixed display orders (paper order); unknown names follow, sorted.
 OPTIMIZERS = ("fgsm", "pgd", "mim", "apgd", "saga")
@@ -167,18 +177,43 @@ def _model_key(row: pd.Series) -> str | None:
     return None
 
 
+def _study_model_key(row: pd.Series) -> str | None:
+    base = row.get("base_model")
+    if _is_missing(base):
+        return None
+    label = str(base)
+    if row.get("train_attack") not in (None, NO_TRAIN_ATTACK) and not _is_missing(row.get("train_attack")):
+        label += f" [AT {row['train_attack']}]"
+    if row.get("threat") == "black-box":
+        label += f" [from {row.get('surrogate')}]"
+    return label
+
+
 def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
     """Done rows with normalized ``model``, ``optimizer``, ``objective`` keys and float ``eps``.
 
     ``objective`` is ``single_<task>`` for Single-x (from a ``target_task`` column,
-    else from the attack name ``single_<task>_<optimizer>``).
+    else from the attack name ``single_<task>_<optimizer>``). ``base_model`` is the
+    model's label (AS, IND, #k); ``train_attack`` is the adversarial-training attack
+    ("none" for clean training), ``threat`` "white-box" or "black-box". ``model`` is
+    ``base_model`` plus " [AT <train_attack>]" for adversarially trained models and
+    " [from <surrogate>]" for black-box targets, so those stay separate rows.
     """
     out = done_rows(df).copy()
     if out.empty:
         raise ValueError("no finished (status done) results to report; check the sweep's record.json files")
     out["optimizer"] = out.apply(_optimizer_key, axis=1)
     out["objective"] = out.apply(_objective_key, axis=1)
-    out["model"] = out.apply(_model_key, axis=1)
+    if "base_model" not in out.columns:
+        out["base_model"] = out.apply(_model_key, axis=1)
+    out["train_attack"] = (out["train_attack"].where(out["train_attack"].notna(), NO_TRAIN_ATTACK).astype(str)
+                           if "train_attack" in out.columns else NO_TRAIN_ATTACK)
+    out["threat"] = (out["threat"].where(out["threat"].notna(), "white-box").astype(str)
+                     if "threat" in out.columns else "white-box")
+    if "surrogate" not in out.columns:
+        out["surrogate"] = None
+    # Adversarially trained models and black-box targets are other rows than the clean white-box model.
+    out["model"] = out.apply(_study_model_key, axis=1)
     for col in ("optimizer", "objective", "model"):
         bad = out[col].isna()
         if bad.any():
@@ -463,6 +498,355 @@ def _weights_text(w) -> str:
     return str(w)
 
 
+# ---------------------------------------------------------------- studies (Tables 3, 6, 7, 17-19; Figure 5)
+
+def _clean_white_box(keyed: pd.DataFrame) -> pd.DataFrame:
+    """Rows of clean-trained models attacked white-box (what Tables 1, 2 and 7 use)."""
+    return keyed[(keyed["train_attack"] == NO_TRAIN_ATTACK) & (keyed["threat"] == "white-box")]
+
+
+def _split_preset(name: str) -> tuple[str | None, str]:
+    """"single_normal_pgd" -> ("pgd", "single_normal"); names without an optimizer -> (None, name)."""
+    head, _, tail = str(name).rpartition("_")
+    return (tail, head) if head and tail in OPTIMIZERS else (None, str(name))
+
+
+def train_attack_label(name: str) -> str:
+    """Row label of an adversarial-training attack: "w/o AT", or e.g. "PGD DGBA", "FGSM Single-Segm"."""
+    if name == NO_TRAIN_ATTACK:
+        return "w/o AT"
+    opt, obj = _split_preset(name)
+    return f"{_label(opt, OPTIMIZER_LABELS)} {_label(obj, OBJECTIVE_LABELS)}" if opt else str(name)
+
+
+def _train_order(names: Iterable[str]) -> list[str]:
+    """Clean training first, then by the training attack's optimizer and objective (paper order)."""
+    names = list(dict.fromkeys(names))
+
+    def key(name):
+        if name == NO_TRAIN_ATTACK:
+            return (-1, -1, "")
+        opt, obj = _split_preset(name)
+        o = OPTIMIZERS.index(opt) if opt in OPTIMIZERS else len(OPTIMIZERS)
+        b = OBJECTIVES.index(obj) if obj in OBJECTIVES else len(OBJECTIVES)
+        return (o, b, name)
+
+    return sorted(names, key=key)
+
+
+def _pick(values: Sequence[str], chosen: str | None, what: str, option: str) -> str:
+    values = list(dict.fromkeys(str(v) for v in values))
+    if chosen is not None:
+        if str(chosen) not in values:
+            raise ValueError(f"no {what} {chosen!r} in the results; they hold {', '.join(values)}")
+        return str(chosen)
+    if len(values) > 1:
+        raise ValueError(f"the results hold several {what}s ({', '.join(values)}); choose one with {option}=...")
+    return values[0]
+
+
+def _attack_pivot(part: pd.DataFrame, row_col: str, rows: Sequence[str], value: str = "arp") -> pd.DataFrame:
+    """Mean ``value`` per (row, optimizer, objective): rows in the given order, attacks in paper order."""
+    cells = _model_means(part.assign(model=part[row_col]), value, ["optimizer", "objective"])
+    table = cells.pivot_table(index="model", columns=["optimizer", "objective"], values=value, aggfunc="mean")
+    pairs = list(table.columns)
+    cols = [(o, b) for o in _ordered({p[0] for p in pairs}, OPTIMIZERS)
+            for b in _ordered({p[1] for p in pairs}, OBJECTIVES) if (o, b) in pairs]
+    table = table.reindex(index=list(rows), columns=pd.MultiIndex.from_tuples(cols, names=["optimizer", "objective"]))
+    return table
+
+
+def _metric_directions(columns: Iterable[str]) -> dict[str, dict[str, bool]]:
+    """task -> {metric: higher_is_better} of the tasks whose clean_<task>_<metric> columns are present."""
+    from .tasks import get_tasks
+
+    columns = set(columns)
+    present = [t for t in TASKS if any(c.startswith(f"clean_{t}_") for c in columns)]
+    for kind in ("nyuv2", "taskonomy"):
+        tasks = [t for t in get_tasks(kind) if t.name in present]
+        if len(tasks) == len(present) and all(f"clean_{t.name}_{m}" in columns for t in tasks for m in t.metrics):
+            return {t.name: dict(t.metrics) for t in tasks}
+    raise ValueError(f"cannot match the clean metric columns of tasks {present} to NYUv2's or Taskonomy's metrics")
+
+
+def _adversarial_part(df: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str]:
+    keyed = attack_keys(df)
+    _one_setting(keyed)
+    white = keyed[keyed["threat"] == "white-box"]
+    trained = white.loc[white["train_attack"] != NO_TRAIN_ATTACK, "base_model"].unique()
+    if not len(trained):
+        raise ValueError("no adversarially trained models in the results; train with train.adversarial.attack=...")
+    name = _pick(trained, model, "adversarially trained model", "model")
+    return white[white["base_model"] == name], name
+
+
+def adversarial_accuracy_table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """Paper Tables 17/18: clean metrics of each adversarially trained model and the cost in accuracy.
+
+    Rows = training attack ("w/o AT" first), for one base model (``model``, e.g. "AS";
+    needed when several were adversarially trained). Columns: every "<Task> <metric>"
+    (clean values, mean over the model's records), then "ARP <Task>" and "ARP": the
+    relative drop of the clean metrics against the w/o AT row (paper Eq. 10 applied to
+    clean metrics, in percent; positive = accuracy lost; NaN without a w/o AT row).
+    """
+    from .scores import arp
+
+    part, name = _adversarial_part(df, model)
+    directions = _metric_directions(part.columns)
+    cols = [f"clean_{t}_{m}" for t, ms in directions.items() for m in ms]
+    values = part[["train_attack"] + cols].copy()
+    values[cols] = values[cols].apply(pd.to_numeric, errors="coerce")
+    means = values.groupby("train_attack")[cols].mean()
+    order = _train_order(means.index)
+
+    def metrics(row) -> dict:
+        return {t: {m: float(row[f"clean_{t}_{m}"]) for m in ms} for t, ms in directions.items()}
+
+    base = metrics(means.loc[NO_TRAIN_ATTACK]) if NO_TRAIN_ATTACK in means.index else None
+    out = {}
+    for train in order:
+        row = {f"{TASK_LABELS.get(t, t)} {m}": means.at[train, f"clean_{t}_{m}"] for t, ms in directions.items()
+               for m in ms}
+        if base is not None:
+            overall, per_task = arp(base, metrics(means.loc[train]), directions)
+        else:
+            overall, per_task = np.nan, {t: np.nan for t in directions}
+        row.update({f"ARP {TASK_LABELS.get(t, t)}": per_task[t] for t in directions})
+        row["ARP"] = overall
+        out[train_attack_label(train)] = row
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "adversarial training"
+    table.attrs["model"] = name
+    return table
+
+
+def adversarial_arp_table(df: pd.DataFrame, eps: float | None = None, model: str | None = None) -> pd.DataFrame:
+    """Paper Tables 3/19: white-box ARP of each attack (columns, paper order) on each
+    adversarially trained version of one model (rows: training attack, "w/o AT" first)."""
+    part, name = _adversarial_part(df, model)
+    part = _select_eps(part, eps)
+    if not (part["train_attack"] != NO_TRAIN_ATTACK).any():
+        raise ValueError(f"no adversarially trained model of {name} was attacked at eps "
+                         f"{_fmt_eps(float(part['eps'].iloc[0]))}")
+    rows = _train_order(part["train_attack"].unique())
+    table = _attack_pivot(part, "train_attack", rows)
+    table.index = [train_attack_label(r) for r in rows]
+    table.index.name = "adversarial training"
+    table.attrs.update(model=name, eps=float(part["eps"].iloc[0]))
+    return table
+
+
+def transfer_table(df: pd.DataFrame, eps: float | None = None, surrogate: str | None = None) -> pd.DataFrame:
+    """Paper Table 6: black-box ARP of each attack crafted on ``surrogate`` (needed when
+    several) and applied to each clean-trained target; rows "BB <target>" (most parameters
+    first) then "WB <surrogate>", the white-box ARP on the surrogate itself (when run)."""
+    keyed = attack_keys(df)
+    _one_setting(keyed)
+    keyed = _select_eps(keyed[keyed["train_attack"] == NO_TRAIN_ATTACK], eps)
+    black = keyed[keyed["threat"] == "black-box"]
+    if black.empty:
+        raise ValueError("no black-box results; run targets with transfer.surrogate=all_shared (or another model)")
+    name = _pick(black["surrogate"].dropna().unique(), surrogate, "surrogate", "surrogate")
+    black = black[black["surrogate"].astype(str) == name]
+    white = _clean_white_box(keyed)
+    white = white[white["base_model"].astype(str) == name]
+    ran = set(zip(black["optimizer"], black["objective"]))  # the white-box row: the same attacks only
+    white = white[[pair in ran for pair in zip(white["optimizer"], white["objective"])]]
+    targets = _model_order(black.assign(model=black["base_model"]))
+    part = pd.concat([black.assign(row="BB " + black["base_model"].astype(str)),
+                      white.assign(row=f"WB {name}")], ignore_index=True)
+    rows = [f"BB {m}" for m in targets] + ([f"WB {name}"] if len(white) else [])
+    table = _attack_pivot(part, "row", rows)
+    table.index.name = "model"
+    if "params_paper_M" in part.columns:
+        params = part.groupby("row")["params_paper_M"].first()
+        table.attrs["params_paper_M"] = {r: float(params[r]) for r in rows if not pd.isna(params.get(r))}
+    table.attrs.update(surrogate=name, eps=float(keyed["eps"].iloc[0]))
+    return table
+
+
+def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.DataFrame:
+    """Paper Table 7 / Figure 5 data: transferability of Single-x per number of shared blocks.
+
+    For each clean-trained model attacked white-box by Single-x (per optimizer), the
+    per-task ARPs (mean over seeds) give mean_{y != x} ARP_y / ARP_x
+    (:func:`mtl_attack.scores.transferability`); models with the same number of leading
+    shared blocks are averaged. Returns columns optimizer, attacked_task, shared_blocks,
+    transferability, n_models, models; sorted by optimizer, shared blocks (most first), task.
+    """
+    from .scores import transferability
+
+    keyed = attack_keys(df)
+    _one_setting(keyed)
+    keyed = _select_eps(keyed, eps)
+    part = _clean_white_box(keyed)
+    part = part[part["objective"].astype(str).str.startswith("single_")]
+    if part.empty:
+        raise ValueError("no Single-x results on clean-trained models attacked white-box")
+    if "shared_blocks" not in part.columns or part["shared_blocks"].isna().any():
+        raise ValueError("some Single-x results have no shared_blocks (the model's layout); re-gather the records")
+    tasks = _task_columns(part)
+    rows = []
+    for (opt, obj, model), group in part.groupby(["optimizer", "objective", "model"], sort=False):
+        target = obj[len("single_"):]
+        per_task = {t: float(pd.to_numeric(group[f"arp_{t}"], errors="coerce").mean()) for t in tasks}
+        per_task = {t: v for t, v in per_task.items() if not math.isnan(v)}
+        try:
+            value = transferability(per_task, target)
+        except ValueError as err:
+            log.warning("transferability of %s on %s left out: %s", obj, model, err)
+            continue
+        rows.append({"optimizer": opt, "attacked_task": target, "model": model,
+                     "shared_blocks": int(group["shared_blocks"].iloc[0]), "transferability": value})
+    if not rows:
+        raise ValueError("no Single-x result has a usable per-task ARP of its attacked task")
+    long = pd.DataFrame(rows)
+    out = long.groupby(["optimizer", "attacked_task", "shared_blocks"], sort=False).agg(
+        transferability=("transferability", "mean"), n_models=("model", "count"),
+        models=("model", lambda s: ", ".join(sorted(s, key=_natural)))).reset_index()
+    opt_rank = {o: i for i, o in enumerate(_ordered(out["optimizer"].unique(), OPTIMIZERS))}
+    task_rank = {t: i for i, t in enumerate(_ordered(out["attacked_task"].unique(), TASKS))}
+    out = out.assign(_o=out["optimizer"].map(opt_rank), _t=out["attacked_task"].map(task_rank))
+    out = out.sort_values(["_o", "shared_blocks", "_t"], ascending=[True, False, True], kind="stable")
+    return out.drop(columns=["_o", "_t"]).reset_index(drop=True)
+
+
+def _transferability_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Rows = shared blocks (most first, labelled with their models), columns = "<OPT> Single-<Task>"."""
+    wide = long.pivot_table(index="shared_blocks", columns=["optimizer", "attacked_task"],
+                            values="transferability", aggfunc="mean", sort=False)
+    wide = wide.sort_index(ascending=False)
+    names = long.groupby("shared_blocks")["models"].agg(lambda s: ", ".join(dict.fromkeys(", ".join(s).split(", "))))
+    wide.index = [f"{k} ({names[k]})" for k in wide.index]
+    wide.index.name = "shared blocks (models)"
+    wide.columns = [f"{_label(o, OPTIMIZER_LABELS)} Single-{TASK_LABELS.get(t, t)}" for o, t in wide.columns]
+    return wide
+
+
+def plot_transferability(df: pd.DataFrame, path: str | os.PathLike, eps: float | None = None,
+                         title: str | None = None) -> Path:
+    """Figure 5: transferability of Single-x (y) against the number of shared blocks (x, 0 = no
+    sharing .. 5 = all shared), one line per attacked task, one panel per optimizer; PNG at ``path``."""
+    data = transferability_table(df, eps)
+    opts = list(dict.fromkeys(data["optimizer"]))
+    tasks = _ordered(data["attacked_task"].unique(), TASKS)
+    fig = _figure(3.8 * len(opts) + 1.6, 3.4)
+    axes = fig.subplots(1, len(opts), squeeze=False, sharey=True)[0]
+    blocks = sorted(data["shared_blocks"].unique())
+    handles = {}
+    for ax, opt in zip(axes, opts):
+        part = data[data["optimizer"] == opt]
+        for task in tasks:
+            line = part[part["attacked_task"] == task].sort_values("shared_blocks")
+            if line.empty:
+                continue
+            label = f"Single-{TASK_LABELS.get(task, task)}"
+            (h,) = ax.plot(line["shared_blocks"], line["transferability"], marker="o",
+                           color=f"C{TASKS.index(task) if task in TASKS else 9}", label=label)
+            handles.setdefault(label, h)
+        ax.set_xticks(blocks, [str(int(b)) for b in blocks])
+        ax.set_xlabel("shared blocks (0 = IND, 5 = AS)")
+        ax.set_title(_label(opt, OPTIMIZER_LABELS))
+        ax.axhline(0, color="black", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("transferability")
+    _legend(fig, handles, [f"Single-{TASK_LABELS.get(t, t)}" for t in tasks])
+    if title:
+        fig.suptitle(title)
+    return _save_figure(fig, Path(path))
+
+
+def _plain_markdown(table: pd.DataFrame, digits: int = 2) -> str:
+    """A markdown table with the index as first column, numbers to ``digits`` decimals, "-" for NaN."""
+    lines = ["| " + " | ".join(_cell(c) for c in [table.index.name or ""] + list(table.columns)) + " |",
+             "|---|" + "---:|" * len(table.columns)]
+    for name, row in table.iterrows():
+        cells = [_cell(name)] + ["-" if pd.isna(v) else (f"{float(v):.{digits}f}" if not isinstance(v, str) else v)
+                                 for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _flat_csv(table: pd.DataFrame) -> pd.DataFrame:
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [f"{o}/{b}" for o, b in flat.columns]
+    return flat
+
+
+def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | None,
+                    written: list[Path]) -> list[str]:
+    """Markdown (and files) of the studies the rows of one setting hold: adversarial training
+    (Tables 17, 3), black-box transfer (Table 6), transferability (Table 7, Figure 5)."""
+    md: list[str] = []
+    epss = [e for e in sorted(keyed["eps"].unique()) if eps is None or math.isclose(e, float(eps))]
+    white = keyed[keyed["threat"] == "white-box"]
+    trained = white.loc[white["train_attack"] != NO_TRAIN_ATTACK, "base_model"].unique()
+    for model in trained:
+        tag = f"{prefix}{_slug(model)}_" if len(trained) > 1 else prefix
+        md += [f"### Adversarial training of {model} (paper Tables 17/18 and 3/19)", ""]
+        acc = adversarial_accuracy_table(keyed, model=model)
+        stem = f"{tag}table_adv_accuracy"
+        written.append(_write_text(out / f"{stem}.md", f"# Clean accuracy after adversarial training, {model}\n\n"
+                                   + _plain_markdown(acc)))
+        written.append(_write_csv(acc, out / f"{stem}.csv"))
+        md += ["Clean metrics of each adversarially trained model; the ARP columns are the relative "
+               "accuracy drop against the clean-trained model (w/o AT), in %.", "", _plain_markdown(acc)]
+        for e in epss:
+            try:
+                table = adversarial_arp_table(keyed, eps=e, model=model)
+            except ValueError:
+                continue
+            k = _fmt_eps(e)
+            stem = f"{tag}table_adv_arp_eps{k}"
+            marks = best_per_row(table)
+            written.append(_write_text(out / f"{stem}.md", f"# ARP on adversarially trained {model}, eps {k}\n\n"
+                                       + to_markdown(table, marks)))
+            written.append(_write_csv(_flat_csv(table), out / f"{stem}.csv"))
+            md += [f"ARP of each attack (columns) at eps {k} on {model} trained with each attack (rows); "
+                   "bold: the row's best per optimizer.", "", to_markdown(table, marks)]
+    black = keyed[(keyed["threat"] == "black-box") & (keyed["train_attack"] == NO_TRAIN_ATTACK)]
+    for surrogate in black["surrogate"].dropna().astype(str).unique():
+        for e in epss:
+            try:
+                table = transfer_table(keyed, eps=e, surrogate=surrogate)
+            except ValueError:
+                continue
+            k = _fmt_eps(e)
+            stem = f"{prefix}table_transfer_{_slug(surrogate)}_eps{k}"
+            marks = best_per_row(table)
+            firsts = first_place_counts(marks)
+            written.append(_write_text(out / f"{stem}.md", f"# Black-box transfer from {surrogate}, eps {k}\n\n"
+                                       + to_markdown(table, marks)))
+            written.append(_write_csv(_flat_csv(table), out / f"{stem}.csv"))
+            md += [f"### Black-box transfer from surrogate {surrogate}, eps {k} (paper Table 6)", "",
+                   "BB: adversarial examples crafted on the surrogate, applied to the target; "
+                   f"WB: white-box on {surrogate} itself. Bold: the row's best per optimizer. First places: "
+                   + ", ".join(f"{_label(o, OBJECTIVE_LABELS)} {n}" for o, n in firsts.items() if n) + ".", "",
+                   to_markdown(table, marks)]
+    single = _clean_white_box(keyed)
+    single = single[single["objective"].astype(str).str.startswith("single_")]
+    # a trend needs two sharing levels
+    levels = [e for e in epss if "shared_blocks" in single.columns
+              and single.loc[np.isclose(single["eps"], e), "shared_blocks"].dropna().nunique() >= 2]
+    for e in levels:
+        here = single[np.isclose(single["eps"], e)]
+        k = _fmt_eps(e)
+        long = transferability_table(here, eps=e)
+        stem = f"{prefix}transferability_eps{k}" if len(levels) > 1 else f"{prefix}transferability"
+        wide = _transferability_wide(long)
+        written.append(_write_csv(long, out / f"{stem}.csv", index=False))
+        written.append(_write_text(out / f"{stem}.md", f"# Transferability of Single-x, eps {k}\n\n"
+                                   + _plain_markdown(wide)))
+        written.append(plot_transferability(here, out / f"{stem}.png", eps=e,
+                                            title=f"Transferability of Single-x vs sharing, eps {k}"))
+        md += [f"### Transferability of Single-x, eps {k} (paper Table 7, Figure 5)", "",
+               "mean ARP of the other tasks / ARP of the attacked task, by the number of leading "
+               "shared blocks (5 = AS, 0 = no sharing).", "", _plain_markdown(wide),
+               f"![transferability]({stem}.png) ([csv]({stem}.csv))", ""]
+    return md
+
+
 # ---------------------------------------------------------------- plots
 
 def _figure(width: float, height: float):
@@ -609,9 +993,17 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, eps: float | None
           "Bold: the best ARP in its row within each optimizer (as the paper marks its first places). "
           "Cells average over seeds; figures average over models.", ""]
     for dataset, backbone in settings:
-        part = keyed[(keyed["dataset"].astype(str) == dataset) & (keyed["backbone"].astype(str) == backbone)]
+        everything = keyed[(keyed["dataset"].astype(str) == dataset) & (keyed["backbone"].astype(str) == backbone)]
         prefix = f"{_slug(dataset)}_{_slug(backbone)}_" if len(settings) > 1 else ""
         md += [f"## {dataset} / {backbone}", ""]
+        md += _study_sections(everything, out, prefix, eps, written)
+        # The tables below: clean-trained models attacked white-box (the studies above have the rest).
+        part = _clean_white_box(everything)
+        if part.empty:
+            md += ["No clean-trained white-box results: the ARP tables of Tables 1/2 are skipped.", ""]
+            continue
+        if len(part) < len(everything):
+            md += ["### Clean-trained models, white-box", ""]
         epss = sorted(part["eps"].unique())
         chosen = [e for e in epss if eps is None or math.isclose(e, float(eps))]
         if not chosen:

@@ -22,44 +22,215 @@ def _batches(dataset, batch_size: int, seed: int, num_workers: int = 0) -> Itera
         yield from loader
 
 
+def out_of_memory_hint(setting: str, argument: str):
+    """Decorator: running out of device memory becomes a one-line RuntimeError naming the batch
+    size setting to lower and its current value (read from the call's `argument`, e.g. "cfg.batch_size")."""
+    import functools
+    import inspect
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except torch.OutOfMemoryError as err:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                name, _, attr = argument.partition(".")
+                value = getattr(bound.arguments[name], attr) if attr else bound.arguments[name]
+                raise RuntimeError(f"out of GPU memory at {setting}={value}; lower {setting} "
+                                   f"(e.g. {setting}={max(1, int(value) // 2)})") from err
+        return guarded
+    return wrap
+
+
 def multitask_loss(outputs: dict, batch: dict, tasks) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over tasks (weights 1, as the paper) of each task's batch-mean per-sample loss."""
     per_task = {t.name: t.loss(outputs[t.name], batch["targets"][t.name], batch["masks"][t.name]).mean() for t in tasks}
     return sum(per_task.values()), {k: v.item() for k, v in per_task.items()}
 
 
+@out_of_memory_hint("train.batch_size", "cfg.batch_size")
 def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, seed: int,
                 progress: bool = True, step_hook: Callable[[int, dict], None] | None = None) -> dict:
     """Train `model` in place with Adam and a step LR schedule (SPEC "Models").
 
-    cfg: the train config (iterations, batch_size, lr, betas, weight_decay, lr_step, lr_gamma).
-    Returns {"seconds", "iterations", "final_losses": {task: mean loss of the last 20 iterations}}.
+    cfg: the train config (iterations, batch_size, lr, betas, weight_decay, lr_step, lr_gamma,
+    and `adversarial`, see :func:`adversarial_settings`). With an adversarial attack each
+    iteration takes a clean step (unless clean_step is off) and then a step on adversarial
+    examples of the same batch made against the current weights (paper Alg. 2); the LR
+    schedule counts iterations, not optimizer steps.
+    Returns {"seconds", "iterations", "final_losses": {task: mean loss of the last 20 iterations}}
+    plus, when adversarial, "adversarial": {the settings, "final_losses" on adversarial
+    images, "attack_s", "mean_attack_steps" (FAT: mean steps taken per sample)}.
     """
     from tqdm.auto import tqdm
 
+    adv = adversarial_settings(cfg)
+    attack = None
+    if adv is not None:
+        attack = _training_attack(adv, [t.name for t in tasks])
     torch.manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     recent: list[dict] = []
+    recent_adv: list[dict] = []
+    attack_s, attack_steps = 0.0, []
     start = time.perf_counter()
     batches = _batches(dataset, cfg.batch_size, seed)
-    bar = tqdm(range(cfg.iterations), desc="train", disable=None if progress else True, leave=False)
+    bar = tqdm(range(cfg.iterations), desc="adv-train" if adv else "train", disable=None if progress else True,
+               leave=False)
     for it in bar:
         batch = _to_device(next(batches), device)
-        loss, parts = multitask_loss(model(batch["image"]), batch, tasks)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        parts = None
+        if adv is None or adv["clean_step"]:
+            loss, parts = multitask_loss(model(batch["image"]), batch, tasks)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            recent = (recent + [parts])[-20:]
+        if adv is not None:
+            t0 = time.perf_counter()
+            x_adv, steps_taken = adversarial_batch(attack, adv, model, batch, tasks)
+            attack_s += time.perf_counter() - t0
+            attack_steps.append(steps_taken)
+            model.train()
+            loss, adv_parts = multitask_loss(model(x_adv), batch, tasks)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            recent_adv = (recent_adv + [adv_parts])[-20:]
+            parts = parts if parts is not None else adv_parts
         sched.step()
-        recent = (recent + [parts])[-20:]
         if it % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if step_hook is not None:
             step_hook(it, parts)
     model.eval()
-    final = {k: sum(r[k] for r in recent) / len(recent) for k in recent[0]} if recent else {}
-    return {"seconds": time.perf_counter() - start, "iterations": cfg.iterations, "final_losses": final}
+    info = {"seconds": time.perf_counter() - start, "iterations": cfg.iterations,
+            "final_losses": _mean_parts(recent or recent_adv)}
+    if adv is not None:
+        info["adversarial"] = {**adv, "final_losses": _mean_parts(recent_adv), "attack_s": attack_s,
+                               "mean_attack_steps": sum(attack_steps) / max(len(attack_steps), 1)}
+    return info
+
+
+def _mean_parts(recent: list[dict]) -> dict:
+    return {k: sum(r[k] for r in recent) / len(recent) for k in recent[0]} if recent else {}
+
+
+# ------------------------------------------------------------------ adversarial training
+
+def adversarial_settings(train_cfg) -> dict | None:
+    """The validated adversarial-training settings of a train config, or None for clean training.
+
+    Returns {"attack": preset name, "eps": pixel units, "steps", "clean_step", "fat"} plus
+    "fat_tau" and "fat_threshold" when fat is on: exactly what enters the model's cache key.
+    Raises ValueError naming the valid presets for an unknown attack.
+    """
+    from .attacks import preset_configs
+
+    adv = train_cfg.get("adversarial") if hasattr(train_cfg, "get") else None
+    if adv is None or adv.get("attack") is None:
+        return None
+    name = str(adv.get("attack"))
+    presets = preset_configs()
+    if name not in presets:
+        raise ValueError(f"train.adversarial.attack={name!r} is not an attack preset; choose one of "
+                         f"{', '.join(sorted(presets))} (or null for clean training)")
+    if presets[name]["objective"] == "weightedtotal":
+        raise ValueError("train.adversarial.attack: weightedtotal needs grid-searched weights per model; "
+                         "adversarially train with total, dgba or single_<task> instead")
+    eps, steps = float(adv.get("eps", 8.0)), int(adv.get("steps", 10))
+    if not 0 < eps <= 255:
+        raise ValueError(f"train.adversarial.eps={eps} must be in (0, 255] pixel units (8 means 8/255)")
+    if steps < 1:
+        raise ValueError(f"train.adversarial.steps={steps} must be >= 1")
+    out = {"attack": name, "eps": eps, "steps": 1 if presets[name]["optimizer"] == "fgsm" else steps,
+           "clean_step": bool(adv.get("clean_step", True)), "fat": bool(adv.get("fat", False))}
+    if out["fat"]:
+        if presets[name]["optimizer"] != "pgd":
+            raise ValueError(f"train.adversarial.fat=true early-stops PGD; use a *_pgd attack, not {name!r}")
+        tau = int(adv.get("fat_tau", 0))
+        if tau < 0:
+            raise ValueError(f"train.adversarial.fat_tau={tau} must be >= 0")
+        out.update(fat_tau=tau, fat_threshold=float(adv.get("fat_threshold", 0.5)))
+    return out
+
+
+def _training_attack(adv: dict, task_names: list[str]):
+    """The attack object of the settings (the preset's defaults: no random start, step eps/steps)."""
+    from .attacks import build_attack, preset_configs
+
+    preset = preset_configs()[adv["attack"]]
+    if preset["target_task"] is not None and preset["target_task"] not in task_names:
+        raise ValueError(f"train.adversarial.attack={adv['attack']!r} attacks {preset['target_task']}, "
+                         f"which is not a task here; choose single_<task> with a task of {task_names}")
+    options = {"target_task": preset["target_task"]} if preset["target_task"] else {}
+    return build_attack(preset["optimizer"], preset["objective"], eps=adv["eps"] / 255.0, steps=adv["steps"],
+                        **options)
+
+
+def adversarial_batch(attack, adv: dict, model, batch: dict, tasks) -> tuple[torch.Tensor, float]:
+    """Adversarial images [B,3,H,W] in [0,1] for one training batch, and the mean attack steps per sample.
+
+    The attack runs in eval mode (each module's mode is restored after) and leaves no
+    parameter gradients; with adv["fat"] it is FAT's early-stopped PGD.
+    """
+    from .evaluation import attack_inputs, check_adversarial
+
+    targets, losses = attack_inputs(batch, tasks)
+    x = batch["image"]
+    eps = adv["eps"] / 255.0
+    if adv["fat"]:
+        x_adv, steps = early_stopped_pgd(attack, model, x, targets, losses, adv["fat_tau"], adv["fat_threshold"])
+        mean_steps = steps.float().mean().item()
+    else:
+        x_adv, mean_steps = attack(model, x, targets, losses), float(attack.steps)
+    check_adversarial(x, x_adv, eps)
+    return x_adv.detach(), mean_steps
+
+
+def fooled(losses: dict, clean: dict, tasks: list[str], threshold: float) -> torch.Tensor:
+    """FAT's stopping test for dense tasks, per sample [B] bool: the mean over `tasks` of the
+    relative loss increase (L_i(x') - L_i(x)) / L_i(x) reaches `threshold` (0.5: losses up 50%)."""
+    from .attacks import relative_increase
+
+    return relative_increase(losses, clean, tasks) / len(tasks) >= threshold
+
+
+def early_stopped_pgd(attack, model, images: torch.Tensor, targets: dict, losses: dict, tau: int,
+                      threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """FAT's early-stopped PGD-K-tau (Zhang et al. 2020) with `attack`'s objective, eps, steps and step size.
+
+    Before each step a sample that is :func:`fooled` spends one of its `tau` extra steps,
+    and stops once it has none left; stopped samples keep their iterate. images [B,3,H,W]
+    in [0,1]. Returns (adversarial images, steps taken per sample [B] int64).
+    """
+    from .attacks import AttackProblem, eval_mode
+
+    with eval_mode(model), torch.enable_grad():
+        problem = AttackProblem(model, images, targets, losses, attack.eps)
+        names = attack.objective.attacked_tasks(problem.tasks)
+        step = attack.step_size_rel * attack.eps
+        x = problem.clean
+        left = torch.full((x.shape[0],), int(tau), device=x.device)
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        taken = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        for _ in range(attack.steps):
+            direction, now = attack.objective.direction(problem, x)
+            hit = fooled(now, problem.clean_losses, names, threshold) & active
+            active &= ~(hit & (left <= 0))
+            left = torch.where(hit, left - 1, left)
+            if not active.any():
+                break
+            moved = problem.project(x + step * torch.sign(direction))
+            x = torch.where(active.reshape(-1, 1, 1, 1), moved, x).detach()
+            taken += active.long()
+    return problem.project(x).detach(), taken
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -71,9 +242,16 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def model_key(cfg: DictConfig, layout) -> dict:
-    """Everything that determines a trained model's weights (the cache key's contents)."""
+    """Everything that determines a trained model's weights (the cache key's contents).
+
+    Adversarially trained models add an "adversarial" entry (:func:`adversarial_settings`);
+    clean ones have exactly the keys they had before adversarial training existed.
+    """
     ds = cfg.dataset
-    return {
+    adversarial = adversarial_settings(cfg.train)
+    train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
+    train.pop("adversarial", None)
+    key = {
         "dataset": {
             "name": ds.name,
             "kind": ds.kind.value if hasattr(ds.kind, "value") else ds.kind,
@@ -84,10 +262,14 @@ def model_key(cfg: DictConfig, layout) -> dict:
         "backbone": cfg.backbone.name.value if hasattr(cfg.backbone.name, "value") else cfg.backbone.name,
         "head_width": cfg.backbone.head_width,
         "layout": str(layout),
-        "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "train": train,
         "seed": cfg.seed,
         "model_version": MODEL_VERSION,
     }
+    if adversarial is not None:
+        # Only adversarially trained models carry this, so clean models keep their old keys.
+        key["adversarial"] = adversarial
+    return key
 
 
 def checkpoint_path(cache_dir: Path, key: dict) -> Path:

@@ -4,22 +4,34 @@
 module's mode is restored afterwards), computes gradients with respect to the
 input only (no parameter ``.grad`` is created, ``requires_grad`` untouched),
 runs on the images' device and never modifies the caller's tensors.
+
+Speed options (docs/performance.md): ``precision`` (fp32 strict, tf32, bf16
+autocast with fp32 losses), ``channels_last`` (model weights and input in that
+memory format during the call; the weights' format is restored after) and
+``compile`` (torch.compile of the model, once per attack object and model,
+eager with a warning where it fails). :func:`execution` applies the first two
+to any forward pass, so the benchmark's bare step runs exactly as the attack's.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import numbers
+import warnings
+import weakref
 from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
 
+from .config import Precision
 from .objectives import Objective
 from .optimizers import Optimizer
 from .problem import AttackProblem, monitor_value
 
-__all__ = ["MultiTaskAttack", "eval_mode"]
+__all__ = ["MultiTaskAttack", "eval_mode", "execution", "tf32_allowed", "channels_last_model", "as_precision",
+           "compile_model"]
 
 
 @contextlib.contextmanager
@@ -32,6 +44,142 @@ def eval_mode(model: torch.nn.Module):
     finally:
         for module, training in modes:
             module.training = training
+
+
+def as_precision(value: Precision | str) -> Precision:
+    """A :class:`Precision` from itself or its name; ValueError naming the choices otherwise."""
+    try:
+        return Precision(value.value if isinstance(value, Precision) else value)
+    except ValueError:
+        raise ValueError(f"unknown precision {value!r}; expected one of "
+                         f"[{', '.join(p.value for p in Precision)}]") from None
+
+
+@contextlib.contextmanager
+def tf32_allowed(enabled: bool):
+    """CUDA TF32 for matmuls and cuDNN convolutions on (True) or off (False) inside; flags restored after.
+
+    Uses torch's legacy ``allow_tf32`` flags, or the ``fp32_precision`` ones when the
+    caller set those (torch refuses to read one kind after the other was set).
+    No effect on a CPU.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    try:
+        saved = (matmul.allow_tf32, cudnn.allow_tf32)
+        legacy = True
+    except RuntimeError:  # the caller uses the fp32_precision API
+        saved = (matmul.fp32_precision, cudnn.conv.fp32_precision)
+        legacy = False
+    if legacy:
+        matmul.allow_tf32 = cudnn.allow_tf32 = bool(enabled)
+    else:
+        matmul.fp32_precision = cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
+    try:
+        yield
+    finally:
+        if legacy:
+            matmul.allow_tf32, cudnn.allow_tf32 = saved
+        else:
+            matmul.fp32_precision, cudnn.conv.fp32_precision = saved
+
+
+@contextlib.contextmanager
+def channels_last_model(model: torch.nn.Module):
+    """The model's 4-D weights and buffers in channels_last inside (values unchanged), contiguous after.
+
+    A model already in channels_last is left as it is (so nested use converts once).
+    """
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if t.dim() == 4]
+    if all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors):
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _no_buffer_donation():
+    """AOTAutograd's buffer donation off inside (forward and lazily compiled backward alike).
+
+    Per-task objectives (fused=False, SignTotal, Auto-SAGA) take several gradients from
+    one graph (retain_graph=True), which a compiled backward that donated its buffers
+    refuses; donation only saves memory.
+    """
+    import torch._functorch.config as functorch_config
+
+    return functorch_config.patch(donated_buffer=False)
+
+
+class _Compiled(torch.nn.Module):
+    """``torch.compile(model)``, compiled and called with buffer donation off (see :func:`execution`)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.compiled = torch.compile(model)
+
+    def forward(self, x: Tensor):
+        with _no_buffer_donation():
+            return self.compiled(x)
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model compiled for attacks (lazy: compiles on its first call); shares the model's weights."""
+    return _Compiled(model)
+
+
+class _Forward:
+    """``net(x)`` as the attack runs it: channels_last input, bf16 autocast with fp32 outputs."""
+
+    def __init__(self, net: Callable, precision: Precision, channels_last: bool):
+        self.net = net
+        self.bf16 = precision is Precision.bf16
+        self.channels_last = channels_last
+
+    def __call__(self, x: Tensor):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.bf16:
+            return self.net(x)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+            out = self.net(x)
+        # Losses (and so the attack's objectives) are computed in fp32.
+        return {t: o.float() for t, o in out.items()} if isinstance(out, Mapping) else out
+
+
+@contextlib.contextmanager
+def execution(model: torch.nn.Module, precision: Precision | str = Precision.fp32, channels_last: bool = False,
+              net: Callable | None = None):
+    """Run passes of ``model`` as an attack with these settings does; yields ``forward(x) -> {task: output}``.
+
+    precision: fp32 (TF32 off), tf32 (TF32 on), bf16 (autocast; outputs cast to fp32,
+    TF32 on for what stays fp32). channels_last: the model's weights converted for the
+    block (and back after), inputs converted in ``forward``. net: what ``forward``
+    calls instead of ``model`` (e.g. its torch.compile'd version). x: ``[B,3,H,W]``.
+    """
+    precision = as_precision(precision)
+    net = model if net is None else net
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tf32_allowed(precision is not Precision.fp32))
+        if channels_last:
+            stack.enter_context(channels_last_model(model))
+        if isinstance(net, torch.nn.Module) and any(isinstance(m, _Compiled) for m in net.modules()):
+            # The backward passes run here, outside the compiled forward, and compile lazily.
+            stack.enter_context(_no_buffer_donation())
+        yield _Forward(net, precision, bool(channels_last))
+
+
+def _probe(forward: Callable, images: Tensor) -> None:
+    """One forward without and one with input gradients, two from one graph as the per-task
+    objectives take them (compiles both graphs up front)."""
+    with torch.no_grad():
+        forward(images)
+    x = images.detach().clone().requires_grad_(True)
+    out = forward(x)
+    total = sum(o.float().sum() for o in out.values()) if isinstance(out, Mapping) else out.float().sum()
+    torch.autograd.grad(total, x, retain_graph=True)
+    torch.autograd.grad(total, x)
 
 
 def _check_inputs(images, targets, losses, eps) -> None:
@@ -66,7 +214,8 @@ class MultiTaskAttack:
 
     def __init__(self, optimizer: Optimizer, objective: Objective, eps: float, steps: int = 10,
                  rel_stepsize: float | None = None, random_start: bool | None = None,
-                 restarts: int = 1, seed: int | None = 0):
+                 restarts: int = 1, seed: int | None = 0, precision: Precision | str = Precision.fp32,
+                 channels_last: bool = False, compile: bool = False):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         if rel_stepsize is not None and not (rel_stepsize > 0 and math.isfinite(rel_stepsize)):
@@ -83,10 +232,46 @@ class MultiTaskAttack:
             raise ValueError("restarts > 1 repeats the same deterministic run; set random_start=True")
         self.restarts = restarts
         self.seed = seed
+        self.precision = as_precision(precision)
+        self.channels_last = bool(channels_last)
+        self.compile = bool(compile)
+        # (weakref to the model, what to call for it): torch.compile runs once per model.
+        self._compiled: tuple[weakref.ref, Callable] | None = None
 
     def __repr__(self) -> str:
         return (f"MultiTaskAttack({self.objective.name}-{self.optimizer.name}, eps={self.eps:.6g}, "
-                f"steps={self.steps}, random_start={self.random_start}, restarts={self.restarts})")
+                f"steps={self.steps}, random_start={self.random_start}, restarts={self.restarts}"
+                f"{self._speed_repr()})")
+
+    def _speed_repr(self) -> str:
+        parts = [f", precision={self.precision.value}"] if self.precision is not Precision.fp32 else []
+        parts += [", channels_last=True"] * self.channels_last + [", compile=True"] * self.compile
+        return "".join(parts)
+
+    def _net_for(self, model: torch.nn.Module, images: Tensor) -> Callable:
+        """What the attack calls for ``model``: the model, or its compiled version (made and probed once).
+
+        Compilation is lazy, so the first use compiles here, inside a probe of both
+        graphs; a failure warns and the attack runs eagerly from then on.
+        """
+        if not self.compile:
+            return model
+        if self._compiled is not None and self._compiled[0]() is model:
+            return self._compiled[1]
+        net: Callable = model
+        try:
+            compiled = compile_model(model)
+            with execution(model, self.precision, self.channels_last, net=compiled) as forward:
+                _probe(forward, images)
+            net = compiled
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # any compiler failure: fall back to eager
+            reason = " ".join(str(err).split())[:200]
+            warnings.warn(f"torch.compile failed for the attack ({type(err).__name__}: {reason}); "
+                          "running eagerly", RuntimeWarning, stacklevel=3)
+        self._compiled = (weakref.ref(model), net)
+        return net
 
     @property
     def step_size_rel(self) -> float:
@@ -119,24 +304,31 @@ class MultiTaskAttack:
             generator.manual_seed(int(self.seed))
 
         with eval_mode(model), torch.enable_grad():
-            problem = AttackProblem(model, images, targets, losses, eps)
-            tasks = self.objective.attacked_tasks(problem.tasks)
-            best_x, best_score, runs = None, None, []
-            for _ in range(self.restarts):
-                x0 = problem.random_start(generator) if self.random_start else problem.clean
-                x_run, run_info = self.optimizer.run(problem, self.objective, x0, step, self.steps)
-                runs.append(run_info)
-                if self.restarts == 1:
-                    best_x = x_run
-                    break
-                score = monitor_value(problem.losses(x_run), problem.clean_losses, tasks)
-                if best_x is None:
-                    best_x, best_score = x_run, score
-                else:
-                    better = score > best_score
-                    best_x = torch.where(better.reshape(-1, 1, 1, 1), x_run, best_x)
-                    best_score = torch.where(better, score, best_score)
-            x_adv = problem.project(best_x).detach()
+            net = self._net_for(model, images)
+            with execution(model, self.precision, self.channels_last, net=net) as forward:
+                x_adv, runs = self._run(forward, images, targets, losses, eps, step, generator)
         if not torch.isfinite(x_adv).all():
             raise RuntimeError(f"{self!r} produced non-finite pixels; this is a bug, please report it")
         return (x_adv, {"runs": runs}) if return_info else x_adv
+
+    def _run(self, forward, images, targets, losses, eps, step, generator):
+        """The restarts loop, with ``forward`` as the model; returns (x_adv, runs)."""
+        problem = AttackProblem(forward, images, targets, losses, eps)
+        tasks = self.objective.attacked_tasks(problem.tasks)
+        best_x, best_score, runs = None, None, []
+        for _ in range(self.restarts):
+            x0 = problem.random_start(generator) if self.random_start else problem.clean
+            x_run, run_info = self.optimizer.run(problem, self.objective, x0, step, self.steps)
+            runs.append(run_info)
+            if self.restarts == 1:
+                best_x = x_run
+                break
+            score = monitor_value(problem.losses(x_run), problem.clean_losses, tasks)
+            if best_x is None:
+                best_x, best_score = x_run, score
+            else:
+                better = score > best_score
+                best_x = torch.where(better.reshape(-1, 1, 1, 1), x_run, best_x)
+                best_score = torch.where(better, score, best_score)
+        x_adv = problem.project(best_x).detach()
+        return x_adv, runs

@@ -68,7 +68,8 @@ def build_attack(optimizer: str, objective: str, eps: float, steps: int = 10, **
     optimizer: fgsm | pgd | mim | apgd | saga; objective: single | total |
     signtotal | weightedtotal | wgd | dgba; eps in [0,1] image units; options
     are the other :class:`AttackConfig` fields (target_task, rel_stepsize,
-    random_start, restarts, seed, fused, mim_decay, apgd_*, saga_*, wgd_variant, weights).
+    random_start, restarts, seed, fused, mim_decay, apgd_*, saga_*, wgd_variant, weights,
+    precision, channels_last, compile).
     """
     return build_attack_from_config(config_from_options(optimizer, objective, steps, **options), eps)
 
@@ -92,4 +93,5 @@ def build_attack_from_config(cfg: Any, eps: float) -> MultiTaskAttack:
     optimizer = OPTIMIZERS[cfg.optimizer.value].from_config(cfg)
     objective = OBJECTIVES[cfg.objective.value].from_config(cfg)
     return MultiTaskAttack(optimizer, objective, float(eps), steps=cfg.steps, rel_stepsize=cfg.rel_stepsize,
-                           random_start=cfg.random_start, restarts=cfg.restarts, seed=cfg.seed)
+                           random_start=cfg.random_start, restarts=cfg.restarts, seed=cfg.seed,
+                           precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile)

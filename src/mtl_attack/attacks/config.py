@@ -22,6 +22,7 @@ __all__ = [
     "ApgdStart",
     "ApgdMonitor",
     "WgdVariant",
+    "Precision",
     "AttackConfig",
     "preset_configs",
 ]
@@ -83,6 +84,19 @@ class WgdVariant(Enum):
     static = "static"
 
 
+class Precision(Enum):
+    """Arithmetic of the attack's forward and backward passes (the iterates stay fp32).
+
+    fp32: strict IEEE fp32 (CUDA TF32 off for matmuls and cuDNN convolutions).
+    tf32: TF32 matmuls and convolutions on GPUs that have it (identical to fp32 on a CPU).
+    bf16: the model runs under bf16 autocast; its outputs and the losses are fp32.
+    """
+
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
 @dataclass
 class AttackConfig:
     """Every hyperparameter of an attack; model, data and eps come at call time.
@@ -128,6 +142,12 @@ class AttackConfig:
     wgd_variant: WgdVariant = WgdVariant.dynamic
     # WeightedTotal: task -> weight (pick them with grid_search_weights).
     weights: Optional[Dict[str, float]] = None
+    # Speed (docs/performance.md): arithmetic of the model's passes inside the attack,
+    # the model and its input in channels_last memory format, and torch.compile of
+    # the model (once per attack and model; falls back to eager with a warning).
+    precision: Precision = Precision.fp32
+    channels_last: bool = False
+    compile: bool = False
 
 
 _SINGLE_TASKS = tuple(t.value for t in TaskName)
