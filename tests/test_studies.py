@@ -277,6 +277,7 @@ def studies(tmp_path):
         _record("#9", "single_segment_semantic_apgd", 0, (20, 4, 2), eps=4),
         _record("AS", "single_normal_apgd", 0, (10, 40, 30), eps=4),
         _record("IND", "single_normal_apgd", 0, (1, 40, 3), eps=4),
+        _record("#41", "single_normal_apgd", 0, (5, -1, 3), eps=4),  # missed its own task: left out
     ]
     for i, rec in enumerate(recs):
         records.write_json_atomic(tmp_path / "sweep" / str(i) / records.RECORD_NAME, rec)
@@ -325,6 +326,7 @@ def test_transferability_table_per_sharing_level(studies):
     assert got[("segment_semantic", 3)] == pytest.approx(0.25)
     assert got[("segment_semantic", 0)] == pytest.approx((0.1 + 0.15) / 2)  # IND and #9 averaged
     assert got[("normal", 5)] == pytest.approx(0.5) and got[("normal", 0)] == pytest.approx(0.05)
+    assert ("normal", 3) not in got
     assert long["shared_blocks"].tolist()[:2] == [5, 5]  # most sharing first
 
 

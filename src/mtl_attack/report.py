@@ -671,7 +671,8 @@ def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.Data
     For each clean-trained model attacked white-box by Single-x (per optimizer), the
     per-task ARPs (mean over seeds) give mean_{y != x} ARP_y / ARP_x
     (:func:`mtl_attack.scores.transferability`); models with the same number of leading
-    shared blocks are averaged. Returns columns optimizer, attacked_task, shared_blocks,
+    shared blocks are averaged. A model where ARP_x is not positive (the attack did not
+    hurt its own task) is left out with a warning: the ratio means nothing there. Returns columns optimizer, attacked_task, shared_blocks,
     transferability, n_models, models; sorted by optimizer, shared blocks (most first), task.
     """
     from .scores import transferability
@@ -691,11 +692,12 @@ def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.Data
         target = obj[len("single_"):]
         per_task = {t: float(pd.to_numeric(group[f"arp_{t}"], errors="coerce").mean()) for t in tasks}
         per_task = {t: v for t, v in per_task.items() if not math.isnan(v)}
-        try:
-            value = transferability(per_task, target)
-        except ValueError as err:
-            log.warning("transferability of %s on %s left out: %s", obj, model, err)
+        if not per_task.get(target, 0.0) > 0:
+            # The attack did not hurt its own task: the ratio would mean nothing (or flip sign).
+            log.warning("transferability of %s on %s left out: its own task's ARP is %s, not positive",
+                        obj, model, per_task.get(target))
             continue
+        value = transferability(per_task, target)
         rows.append({"optimizer": opt, "attacked_task": target, "model": model,
                      "shared_blocks": int(group["shared_blocks"].iloc[0]), "transferability": value})
     if not rows:
@@ -716,6 +718,9 @@ def _transferability_wide(long: pd.DataFrame) -> pd.DataFrame:
     wide = long.pivot_table(index="shared_blocks", columns=["optimizer", "attacked_task"],
                             values="transferability", aggfunc="mean", sort=False)
     wide = wide.sort_index(ascending=False)
+    opts = _ordered(long["optimizer"].unique(), OPTIMIZERS)
+    wide = wide[[c for o in opts for c in [(o, t) for t in TASKS] + [(o, t) for t in sorted(
+        set(long["attacked_task"]) - set(TASKS))] if c in wide.columns]]
     names = long.groupby("shared_blocks")["models"].agg(lambda s: ", ".join(dict.fromkeys(", ".join(s).split(", "))))
     wide.index = [f"{k} ({names[k]})" for k in wide.index]
     wide.index.name = "shared blocks (models)"
@@ -842,7 +847,8 @@ def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | No
                                             title=f"Transferability of Single-x vs sharing, eps {k}"))
         md += [f"### Transferability of Single-x, eps {k} (paper Table 7, Figure 5)", "",
                "mean ARP of the other tasks / ARP of the attacked task, by the number of leading "
-               "shared blocks (5 = AS, 0 = no sharing).", "", _plain_markdown(wide),
+               "shared blocks (5 = AS, 0 = no sharing); \"-\": no result, or the attack did not hurt "
+               "its own task (ARP of the attacked task <= 0).", "", _plain_markdown(wide),
                f"![transferability]({stem}.png) ([csv]({stem}.csv))", ""]
     return md
 
