@@ -102,7 +102,11 @@ class APGD(Optimizer):
             z = problem.project(x + _rows(eta, x) * torch.sign(d))
             x_new = problem.project(x + a * (z - x) + (1.0 - a) * (x - x_prev)).detach()
             hist_step[k] = eta
-            d_new, losses = objective.direction(problem, x_new)
+            if k == steps - 1:
+                # The last iterate's direction is never used: its losses need no backward pass.
+                d_new, losses = d, problem.losses(x_new)
+            else:
+                d_new, losses = objective.direction(problem, x_new)
             f_new = score(losses)
 
             increases += (f_new > f).to(f.dtype)

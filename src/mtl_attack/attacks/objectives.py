@@ -61,11 +61,6 @@ def _clean(g: Tensor) -> Tensor:
     return torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _with_graph(problem: AttackProblem, x: Tensor) -> tuple[Tensor, Losses]:
-    xv = x.detach().requires_grad_(True)
-    return xv, problem.task_losses(xv)
-
-
 class Objective(ABC):
     """Maps the tasks' losses at an iterate to an ascent direction (see module docstring)."""
 
@@ -111,7 +106,7 @@ class LinearObjective(Objective):
         return {t: _clean(c) for t, c in coeffs.items()}
 
     def task_directions(self, problem, x):
-        xv, graph = _with_graph(problem, x)
+        xv, graph = problem.graph_losses(x)
         losses = {t: v.detach() for t, v in graph.items()}
         coeffs = self._coefficients(problem, losses)
         parts = {}
@@ -124,7 +119,7 @@ class LinearObjective(Objective):
     def combined(self, problem, x):
         if not self.fused:
             return super().combined(problem, x)
-        xv, graph = _with_graph(problem, x)
+        xv, graph = problem.graph_losses(x)
         losses = {t: v.detach() for t, v in graph.items()}
         coeffs = self._coefficients(problem, losses)
         # One backward pass: the coefficients are constants, so the gradient of
@@ -265,7 +260,7 @@ class SignTotal(Objective):
     name = "signtotal"
 
     def task_directions(self, problem, x):
-        xv, graph = _with_graph(problem, x)
+        xv, graph = problem.graph_losses(x)
         losses = {t: v.detach() for t, v in graph.items()}
         parts = {}
         for k, task in enumerate(problem.tasks):

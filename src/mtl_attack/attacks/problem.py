@@ -61,13 +61,32 @@ class AttackProblem:
         # Feasible box: the eps-ball intersected with the image range.
         self.lower = (self.clean - self.eps).clamp(min=0.0)
         self.upper = (self.clean + self.eps).clamp(max=1.0)
-        self.clean_losses = self.losses(self.clean)
-        for task, value in self.clean_losses.items():
+        # Filled by the first pass at the clean images: an attack that starts there gets
+        # them from its first direction's forward instead of a forward of their own.
+        self._clean_losses: dict[str, Tensor] | None = None
+
+    @property
+    def clean_losses(self) -> dict[str, Tensor]:
+        """Detached per-task per-sample losses ``[B]`` at the clean images (one no-grad
+        forward on first use, unless a pass at the clean images already gave them)."""
+        if self._clean_losses is None:
+            self._set_clean_losses(self.losses(self.clean))
+        return self._clean_losses
+
+    def _set_clean_losses(self, losses: Mapping[str, Tensor]) -> None:
+        for task, value in losses.items():
             bad = (~torch.isfinite(value)).nonzero().flatten().tolist()
             if bad:
                 raise ValueError(
                     f"loss of task {task!r} is not finite on the clean images (samples {bad}); "
                     "per-sample losses must be finite (e.g. divide by max(valid pixels, 1))")
+        self._clean_losses = {t: v.detach() for t, v in losses.items()}
+
+    def is_clean(self, x: Tensor) -> bool:
+        """Whether ``x`` is the clean images' tensor itself (or a detached view of it)."""
+        c = self.clean
+        return (x.data_ptr() == c.data_ptr() and x.shape == c.shape and x.stride() == c.stride()
+                and x.dtype == c.dtype and x.device == c.device)
 
     @property
     def batch_size(self) -> int:
@@ -94,8 +113,19 @@ class AttackProblem:
 
     def losses(self, x: Tensor) -> dict[str, Tensor]:
         """Detached per-task per-sample losses at ``x`` (no graph)."""
+        if self._clean_losses is not None and self.is_clean(x):
+            return dict(self._clean_losses)
         with torch.no_grad():
             return {t: v.detach() for t, v in self.task_losses(x).items()}
+
+    def graph_losses(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """A leaf copy ``xv`` of ``x`` that requires grad, and the per-task losses ``[B]`` at it
+        with their graph. At the clean images these also become :attr:`clean_losses`."""
+        xv = x.detach().requires_grad_(True)
+        graph = self.task_losses(xv)
+        if self._clean_losses is None and self.is_clean(x):
+            self._set_clean_losses(graph)
+        return xv, graph
 
     def random_start(self, generator: torch.Generator | None) -> Tensor:
         """A uniform random point of the eps-ball around the clean images, clipped to [0,1]."""
