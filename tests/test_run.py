@@ -83,3 +83,43 @@ def test_other_launchers(cache, tmp_path, launcher):
     assert len(records) == 2
     assert all(json.loads(p.read_text())["status"] == "done" for p in records)
     assert len(pd.read_csv(sweep / "results.csv")) == 2
+
+
+def test_config_changes_known_answers():
+    from mtl_attack import records
+
+    old = {"eps": 4.0, "attack": {"steps": 10, "fused": True}, "device": "cpu", "logger": {"name": "none"}}
+    new = {"eps": 4.0, "attack": {"steps": 20, "fused": True}, "device": "cuda", "logger": {"name": "wandb"},
+           "seed": 1}
+    assert records.config_changes(old, new) == ["attack.steps", "seed"]  # device, logger: neutral
+    assert records.config_changes(old, old) == []
+    assert records.config_changes({"a": {"b": 1}}, {"a": 2}) == ["a"]
+    assert records.config_changes({"x": {"device": 1}}, {"x": {"device": 2}}) == ["x.device"]  # top level only
+
+
+def test_neutral_keys_are_the_job_folder_exclusions():
+    import yaml
+
+    from mtl_attack import records
+
+    conf = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
+    excluded = conf["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
+    assert {k.split(".")[0] for k in excluded} == set(records.NEUTRAL_KEYS)
+
+
+def test_resume_skips_only_records_made_with_the_same_settings(cache, tmp_path, capsys):
+    """A finished job is skipped when its settings are unchanged (neutral ones aside) and rerun
+    when they differ, e.g. after an experiment file was edited (the folder name stays)."""
+    from mtl_attack import pipeline
+    from mtl_attack.config import compose
+
+    job = pipeline.Job(dir=tmp_path / "job", name="j", group="g", multirun=True)
+    first = pipeline.run(compose(tiny("logger=none", cache_dir=cache)), job, progress=False)
+    assert first["status"] == "done"
+    again = pipeline.run(compose(tiny("logger=none", "device=cpu", cache_dir=cache)), job, progress=False)
+    assert "skip j: finished record" in capsys.readouterr().out
+    assert again["provenance"]["started"] == first["provenance"]["started"]
+    edited = pipeline.run(compose(tiny("logger=none", "attack.steps=1", cache_dir=cache)), job, progress=False)
+    assert "rerun j: its finished record was made with other settings (attack.steps)" in capsys.readouterr().out
+    assert edited["config"]["attack"]["steps"] == 1
+    assert json.loads((job.dir / "record.json").read_text())["config"]["attack"]["steps"] == 1

@@ -285,8 +285,9 @@ def update_results_table(sweep_dir: Path) -> Path:
 def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     """Run one job described by the composed config; returns its record.
 
-    In a sweep, a job whose folder already holds a finished record is skipped
-    (force=true reruns it), and a failing job is recorded as failed without
+    In a sweep, a job whose folder already holds a finished record made with the same
+    settings is skipped (force=true reruns it; a record made with other settings, e.g. an
+    edited experiment file, is rerun), and a failing job is recorded as failed without
     stopping the others. A single run re-raises the error after recording it.
     """
     from .logger import make_logger
@@ -294,8 +295,15 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     job = job or job_from_hydra(cfg)
     record_path = job.dir / records.RECORD_NAME
     if job.multirun and not cfg.force and records.is_done(job.dir):
-        print(f"skip {job.name}: finished record in {job.dir} (force=true reruns it)")
-        return records.read_record(record_path)
+        old = records.read_record(record_path)
+        changed = records.config_changes(old.get("config") or {},
+                                         OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        if not changed:
+            print(f"skip {job.name}: finished record in {job.dir} (force=true reruns it)")
+            return old
+        more = ", ..." if len(changed) > 5 else ""
+        print(f"rerun {job.name}: its finished record was made with other settings "
+              f"({', '.join(changed[:5])}{more})")
     _threads_for_launcher(cfg)
     record = _new_record(cfg, job)
     extras: dict = {}

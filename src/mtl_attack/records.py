@@ -76,6 +76,33 @@ def read_record(path: Path) -> dict:
         return json.load(f)
 
 
+# Top-level settings that do not change a job's results: a finished record made with other
+# values still counts (conf/config.yaml leaves them out of job folder names too).
+NEUTRAL_KEYS = ("force", "device", "cache_dir", "logger", "name")
+
+
+def config_changes(old: dict, new: dict, neutral: Iterable[str] = NEUTRAL_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (plain dicts, as in a
+    record's "config"), top-level ``neutral`` keys ignored; a key on one side only counts.
+    E.g. {"eps": 4, "attack": {"steps": 10}} vs {"eps": 4, "attack": {"steps": 20}} -> ["attack.steps"]."""
+    skip = set(neutral)
+
+    def walk(a, b, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            out = []
+            for key in list(a) + [k for k in b if k not in a]:
+                if not prefix and key in skip:
+                    continue
+                out += walk(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{prefix}{key}.")
+            return out
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return walk(old, new, "")
+
+
+_ABSENT = object()
+
+
 def is_done(job_dir: Path) -> bool:
     """True when the job folder holds a finished (status done) record."""
     path = Path(job_dir) / RECORD_NAME
