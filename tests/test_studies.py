@@ -1,4 +1,5 @@
 """Beyond clean models: adversarial training, black-box transfer, transferability (paper Secs. 4.3, 5, E.3)."""
+import math
 from pathlib import Path
 
 import pytest
@@ -335,9 +336,24 @@ def test_write_report_draws_the_studies(studies, tmp_path):
 
     out = tmp_path / "rep"
     names = {p.name for p in report.write_report(studies, out)}
-    assert {"table_adv_accuracy.md", "table_adv_arp_eps8.md", "table_transfer_AS_eps4.md",
-            "transferability.png", "transferability.csv", "report.md"} <= names
-    with Image.open(out / "transferability.png") as im:
-        assert im.format == "PNG" and im.width > 300
+    assert {"table_adv_accuracy.md", "table_adv_arp_eps8.md", "table_adv_arp_eps8.png", "table_transfer_AS_eps4.md",
+            "table_transfer_AS_eps4.png", "transferability.png", "transferability.csv", "report.md"} <= names
+    for png in ("transferability.png", "table_adv_arp_eps8.png", "table_transfer_AS_eps4.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and im.width > 300
     md = (out / "report.md").read_text()
     assert "paper Table 6" in md and "paper Table 7" in md and "Tables 17/18" in md
+    assert "![Black-box transfer from AS, eps 4](table_transfer_AS_eps4.png)" in md
+    assert "![ARP on adversarially trained AS, eps 8](table_adv_arp_eps8.png)" in md
+    assert "First places: DGBA 3." in md  # the adversarial-training table: DGBA best in every row
+
+
+def test_study_bars_draw_one_bar_per_cell(studies):
+    """The bar heights are the table's cells: one panel per optimizer, rows on x, NaN cells empty."""
+    table = report.transfer_table(studies, eps=4)  # BB IND, BB #41, WB AS x PGD (Total, DGBA)
+    fig = report._bar_figure(table.T, list(table.index), "ARP (%)", None)
+    (ax,) = [a for a in fig.axes if a.get_title() == "PGD"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BB IND", "BB #41", "WB AS"]
+    heights = [b.get_height() for b in ax.patches]  # Total's bars, then DGBA's, in row order
+    assert heights[0] == 26.0 and math.isnan(heights[1]) and math.isnan(heights[2])  # Total: IND only
+    assert heights[3:] == [25.0, 43.0, 70.0]

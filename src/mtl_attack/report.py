@@ -17,6 +17,7 @@ percent; ``eps`` is in pixel units out of 255.
   and their drop (ARP-style) against the clean-trained model.
 - :func:`adversarial_arp_table`: Tables 3/19, rows = training attack (w/o AT first), columns = attacks.
 - :func:`transfer_table`: Table 6, black-box ARP per target, the surrogate's white-box row last.
+- :func:`plot_study_bars`: a Table 3/6-shaped table as grouped bars (rows on x, one bar per attack).
 - :func:`transferability_table` / :func:`plot_transferability`: Table 7 / Figure 5, the
   transferability of Single-x against the number of shared blocks.
 - :func:`write_report` / :func:`main_report`: every file above plus ``report.md``.
@@ -44,7 +45,7 @@ __all__ = [
     "OPTIMIZERS", "OBJECTIVES", "TASKS",
     "load_results", "done_rows", "status_note", "attack_keys",
     "arp_table", "best_per_row", "first_place_counts", "to_markdown",
-    "arp_vs_eps", "plot_arp_vs_eps", "per_task_bars", "plot_per_task_bars",
+    "arp_vs_eps", "plot_arp_vs_eps", "per_task_bars", "plot_per_task_bars", "plot_study_bars",
     "weighted_grid_table", "adversarial_accuracy_table", "adversarial_arp_table", "transfer_table",
     "transferability_table", "plot_transferability", "write_report", "main_report",
 ]
@@ -779,6 +780,19 @@ def _flat_csv(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
+def _study_table_files(table: pd.DataFrame, out: Path, stem: str, title: str,
+                       written: list[Path]) -> tuple[str, str]:
+    """Write a Table 3/6-shaped table as <stem>.md, .csv and .png (bars); return its markdown with
+    the picture and the first-place counts as text (e.g. "DGBA 3, Total 1")."""
+    marks = best_per_row(table)
+    firsts = first_place_counts(marks)
+    written.append(_write_text(out / f"{stem}.md", f"# {title}\n\n" + to_markdown(table, marks)))
+    written.append(_write_csv(_flat_csv(table), out / f"{stem}.csv"))
+    written.append(plot_study_bars(table, out / f"{stem}.png", title=title))
+    counts = ", ".join(f"{_label(o, OBJECTIVE_LABELS)} {n}" for o, n in firsts.items() if n)
+    return to_markdown(table, marks) + f"\n![{title}]({stem}.png) ([csv]({stem}.csv))\n", counts
+
+
 def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | None,
                     written: list[Path]) -> list[str]:
     """Markdown (and files) of the studies the rows of one setting hold: adversarial training
@@ -803,13 +817,10 @@ def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | No
             except ValueError:
                 continue
             k = _fmt_eps(e)
-            stem = f"{tag}table_adv_arp_eps{k}"
-            marks = best_per_row(table)
-            written.append(_write_text(out / f"{stem}.md", f"# ARP on adversarially trained {model}, eps {k}\n\n"
-                                       + to_markdown(table, marks)))
-            written.append(_write_csv(_flat_csv(table), out / f"{stem}.csv"))
+            body, firsts = _study_table_files(table, out, f"{tag}table_adv_arp_eps{k}",
+                                              f"ARP on adversarially trained {model}, eps {k}", written)
             md += [f"ARP of each attack (columns) at eps {k} on {model} trained with each attack (rows); "
-                   "bold: the row's best per optimizer.", "", to_markdown(table, marks)]
+                   f"bold: the row's best per optimizer. First places: {firsts}.", "", body]
     black = keyed[(keyed["threat"] == "black-box") & (keyed["train_attack"] == NO_TRAIN_ATTACK)]
     for surrogate in black["surrogate"].dropna().astype(str).unique():
         for e in epss:
@@ -818,17 +829,12 @@ def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | No
             except ValueError:
                 continue
             k = _fmt_eps(e)
-            stem = f"{prefix}table_transfer_{_slug(surrogate)}_eps{k}"
-            marks = best_per_row(table)
-            firsts = first_place_counts(marks)
-            written.append(_write_text(out / f"{stem}.md", f"# Black-box transfer from {surrogate}, eps {k}\n\n"
-                                       + to_markdown(table, marks)))
-            written.append(_write_csv(_flat_csv(table), out / f"{stem}.csv"))
+            body, firsts = _study_table_files(table, out, f"{prefix}table_transfer_{_slug(surrogate)}_eps{k}",
+                                              f"Black-box transfer from {surrogate}, eps {k}", written)
             md += [f"### Black-box transfer from surrogate {surrogate}, eps {k} (paper Table 6)", "",
                    "BB: adversarial examples crafted on the surrogate, applied to the target; "
-                   f"WB: white-box on {surrogate} itself. Bold: the row's best per optimizer. First places: "
-                   + ", ".join(f"{_label(o, OBJECTIVE_LABELS)} {n}" for o, n in firsts.items() if n) + ".", "",
-                   to_markdown(table, marks)]
+                   f"WB: white-box on {surrogate} itself. Bold: the row's best per optimizer. "
+                   f"First places: {firsts}.", "", body]
     single = _clean_white_box(keyed)
     single = single[single["objective"].astype(str).str.startswith("single_")]
     # a trend needs two sharing levels
@@ -938,12 +944,24 @@ def plot_per_task_bars(df: pd.DataFrame, path: str | os.PathLike, eps: float | N
                        title: str | None = None) -> Path:
     """Figures 1/4: per-task ARP as grouped bars (x = task, one bar per objective), one panel per optimizer."""
     data = per_task_bars(df, eps, objectives=objectives, optimizers=optimizers)
+    fig = _bar_figure(data, [TASK_LABELS.get(t, t) for t in data.columns], "task ARP (%)", title)
+    return _save_figure(fig, Path(path))
+
+
+def plot_study_bars(table: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:
+    """A study table (:func:`adversarial_arp_table`, :func:`transfer_table`: rows x (optimizer,
+    objective) ARP) as grouped bars: x = the table's rows, one bar per objective, one panel per optimizer."""
+    return _save_figure(_bar_figure(table.T, [str(r) for r in table.index], "ARP (%)", title), Path(path))
+
+
+def _bar_figure(data: pd.DataFrame, xlabels: list[str], ylabel: str, title: str | None):
+    """Grouped bars of data (rows = (optimizer, objective), columns = the x groups): one panel per
+    optimizer, one bar colour per objective (the same in every panel), NaN cells drawn as no bar."""
     opts = list(dict.fromkeys(data.index.get_level_values("optimizer")))
     objs = _ordered(data.index.get_level_values("objective").unique(), OBJECTIVES)
-    tasks = list(data.columns)
-    fig = _figure(max(3.6, 0.35 * len(tasks) * len(objs) + 1.0) * len(opts) + 1.4, 3.4)
+    fig = _figure(max(3.6, 0.35 * len(xlabels) * len(objs) + 1.0) * len(opts) + 1.4, 3.4)
     axes = fig.subplots(1, len(opts), squeeze=False, sharey=True)[0]
-    x = np.arange(len(tasks))
+    x = np.arange(len(xlabels))
     handles = {}
     for ax, opt in zip(axes, opts):
         here = [o for o in objs if (opt, o) in data.index]  # bar slots only for attacks run here
@@ -954,15 +972,16 @@ def plot_per_task_bars(df: pd.DataFrame, path: str | os.PathLike, eps: float | N
             bars = ax.bar(x - 0.4 + width * (slot + 0.5), vals, width, color=f"C{i % 10}",
                           label=_label(obj, OBJECTIVE_LABELS))
             handles.setdefault(_label(obj, OBJECTIVE_LABELS), bars)
-        ax.set_xticks(x, [TASK_LABELS.get(t, t) for t in tasks])
+        ax.set_xticks(x, xlabels, rotation=30 if max(map(len, xlabels)) > 6 else 0,
+                      ha="right" if max(map(len, xlabels)) > 6 else "center")
         ax.set_title(_label(opt, OPTIMIZER_LABELS))
         ax.axhline(0, color="black", lw=0.5)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("task ARP (%)")
+    axes[0].set_ylabel(ylabel)
     _legend(fig, handles, [_label(o, OBJECTIVE_LABELS) for o in objs])
     if title:
         fig.suptitle(title)
-    return _save_figure(fig, Path(path))
+    return fig
 
 
 def _legend(fig, handles: dict, order: list[str]) -> None:
