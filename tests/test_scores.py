@@ -94,3 +94,17 @@ def test_transferability():
     assert transferability({"a": 10.0, "b": 4.0, "c": 6.0}, "a") == pytest.approx(0.5)
     with pytest.raises(ValueError, match="cannot divide"):
         transferability({"a": 0.0, "b": 1.0}, "a")
+
+
+def test_spearman_known_answers():
+    from mtl_attack.scores import spearman
+
+    assert spearman([0, 1, 2, 3], [0.1, 0.2, 0.5, 0.9]) == pytest.approx(1.0)  # rises throughout
+    assert spearman([0, 1, 2, 3], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # Hand-computed: ranks y = 1, 3, 2, 4 -> 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15) = 0.8
+    assert spearman([0, 1, 2, 3], [0.1, 0.5, 0.3, 0.9]) == pytest.approx(0.8)
+    # Ties share their mean rank: y ranks 1.5, 1.5, 3 against 1, 2, 3 -> sqrt(3)/2
+    assert spearman([1, 2, 3], [5, 5, 7]) == pytest.approx(math.sqrt(3) / 2)
+    assert math.isnan(spearman([1, 2], [1, 2])) and math.isnan(spearman([1, 2, 3], [1, 1, 1]))
+    with pytest.raises(ValueError, match="paired"):
+        spearman([1, 2, 3], [1, 2])

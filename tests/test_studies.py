@@ -331,6 +331,16 @@ def test_transferability_table_per_sharing_level(studies):
     assert long["shared_blocks"].tolist()[:2] == [5, 5]  # most sharing first
 
 
+def test_transferability_trend_is_the_rank_correlation_with_sharing(studies):
+    trend = report.transferability_trend(report.transferability_table(studies, eps=4))
+    got = {r.attacked_task: (r.spearman, r.levels) for r in trend.itertuples()}
+    # Single-Segm: 0.5 (5 blocks), 0.25 (3), 0.125 (0): rises with sharing throughout
+    assert got["segment_semantic"] == (pytest.approx(1.0), 3)
+    rho, levels = got["normal"]  # two levels only (#41 left out): no correlation
+    assert levels == 2 and math.isnan(rho)
+    assert trend["attacked_task"].tolist() == ["segment_semantic", "normal"]
+
+
 def test_write_report_draws_the_studies(studies, tmp_path):
     from PIL import Image
 
@@ -346,6 +356,7 @@ def test_write_report_draws_the_studies(studies, tmp_path):
     assert "![Black-box transfer from AS, eps 4](table_transfer_AS_eps4.png)" in md
     assert "![ARP on adversarially trained AS, eps 8](table_adv_arp_eps8.png)" in md
     assert "First places: DGBA 3." in md  # the adversarial-training table: DGBA best in every row
+    assert "(Spearman; +1: rises with sharing throughout, -1: falls): APGD Single-Segm 1.00, APGD Single-Norm -." in md
 
 
 def test_study_bars_draw_one_bar_per_cell(studies):

@@ -19,7 +19,8 @@ percent; ``eps`` is in pixel units out of 255.
 - :func:`transfer_table`: Table 6, black-box ARP per target, the surrogate's white-box row last.
 - :func:`plot_study_bars`: a Table 3/6-shaped table as grouped bars (rows on x, one bar per attack).
 - :func:`transferability_table` / :func:`plot_transferability`: Table 7 / Figure 5, the
-  transferability of Single-x against the number of shared blocks.
+  transferability of Single-x against the number of shared blocks;
+  :func:`transferability_trend`: its rank correlation with the number of shared blocks.
 - :func:`write_report` / :func:`main_report`: every file above plus ``report.md``.
 
 Several results of one cell (seeds) are averaged per model first, then, for the
@@ -47,7 +48,7 @@ __all__ = [
     "arp_table", "best_per_row", "first_place_counts", "to_markdown",
     "arp_vs_eps", "plot_arp_vs_eps", "per_task_bars", "plot_per_task_bars", "plot_study_bars",
     "weighted_grid_table", "adversarial_accuracy_table", "adversarial_arp_table", "transfer_table",
-    "transferability_table", "plot_transferability", "write_report", "main_report",
+    "transferability_table", "transferability_trend", "plot_transferability", "write_report", "main_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -714,6 +715,22 @@ def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.Data
     return out.drop(columns=["_o", "_t"]).reset_index(drop=True)
 
 
+def transferability_trend(long: pd.DataFrame) -> pd.DataFrame:
+    """Does transferability rise with sharing? Per (optimizer, attacked task) of a
+    :func:`transferability_table`: Spearman's rank correlation between the number of shared
+    blocks and the transferability (+1: rises throughout; NaN with fewer than 3 levels).
+    Returns columns optimizer, attacked_task, spearman, levels, in the table's order."""
+    from .scores import spearman
+
+    rows = [{"optimizer": opt, "attacked_task": task,
+             "spearman": spearman(g["shared_blocks"].tolist(), g["transferability"].tolist()), "levels": len(g)}
+            for (opt, task), g in long.groupby(["optimizer", "attacked_task"], sort=False)]
+    opt_rank = {o: i for i, o in enumerate(_ordered(long["optimizer"].unique(), OPTIMIZERS))}
+    task_rank = {t: i for i, t in enumerate(_ordered(long["attacked_task"].unique(), TASKS))}
+    rows.sort(key=lambda r: (opt_rank[r["optimizer"]], task_rank[r["attacked_task"]]))
+    return pd.DataFrame(rows, columns=["optimizer", "attacked_task", "spearman", "levels"])
+
+
 def _transferability_wide(long: pd.DataFrame) -> pd.DataFrame:
     """Rows = shared blocks (most first, labelled with their models), columns = "<OPT> Single-<Task>"."""
     wide = long.pivot_table(index="shared_blocks", columns=["optimizer", "attacked_task"],
@@ -851,10 +868,15 @@ def _study_sections(keyed: pd.DataFrame, out: Path, prefix: str, eps: float | No
                                    + _plain_markdown(wide)))
         written.append(plot_transferability(here, out / f"{stem}.png", eps=e,
                                             title=f"Transferability of Single-x vs sharing, eps {k}"))
+        trend = transferability_trend(long)
+        rho = ", ".join(f"{_label(r.optimizer, OPTIMIZER_LABELS)} Single-{TASK_LABELS.get(r.attacked_task, r.attacked_task)} "
+                        + ("-" if math.isnan(r.spearman) else f"{r.spearman:.2f}") for r in trend.itertuples())
         md += [f"### Transferability of Single-x, eps {k} (paper Table 7, Figure 5)", "",
                "mean ARP of the other tasks / ARP of the attacked task, by the number of leading "
                "shared blocks (5 = AS, 0 = no sharing); \"-\": no result, or the attack did not hurt "
                "its own task (ARP of the attacked task <= 0).", "", _plain_markdown(wide),
+               "Rank correlation of transferability with the number of shared blocks (Spearman; "
+               f"+1: rises with sharing throughout, -1: falls): {rho}.", "",
                f"![transferability]({stem}.png) ([csv]({stem}.csv))", ""]
     return md
 

@@ -10,7 +10,7 @@ import math
 import warnings
 from typing import Any, Mapping
 
-__all__ = ["relative_drop", "arp", "transferability"]
+__all__ = ["relative_drop", "arp", "transferability", "spearman"]
 
 Metrics = Mapping[str, Mapping[str, float]]
 
@@ -112,3 +112,33 @@ def transferability(per_task: Mapping[str, float], attacked_task: str) -> float:
     if own == 0.0 or not math.isfinite(own):
         raise ValueError(f"ARP of the attacked task {attacked_task!r} is {own}; cannot divide by it")
     return (sum(others) / len(others)) / own
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing the mean of their ranks."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation of paired values (ties get mean ranks): +1 when y rises
+    with x throughout, -1 when it falls; NaN with fewer than 3 pairs or a constant side.
+    Used for "does transferability rise with the number of shared blocks" (paper Sec. 5)."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs paired values, got {len(x)} and {len(y)}")
+    if len(x) < 3:
+        return math.nan
+    rx, ry = _ranks([float(v) for v in x]), _ranks([float(v) for v in y])
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
