@@ -123,3 +123,14 @@ def test_resume_skips_only_records_made_with_the_same_settings(cache, tmp_path, 
     assert "rerun j: its finished record was made with other settings (attack.steps)" in capsys.readouterr().out
     assert edited["config"]["attack"]["steps"] == 1
     assert json.loads((job.dir / "record.json").read_text())["config"]["attack"]["steps"] == 1
+
+
+def test_results_rows_carry_their_provenance():
+    from mtl_attack import records
+
+    record = {"status": "done", "config": {"eps": 4.0},
+              "provenance": {"code": {"package": "0.1.0", "git_commit": "abc123", "git_dirty": False},
+                             "finished": "2026-12-01T20:00:00+00:00"}}
+    row = records.flatten(record)
+    assert (row["git_commit"], row["git_dirty"], row["finished"]) == ("abc123", False, "2026-12-01T20:00:00+00:00")
+    assert records.flatten({"status": "failed"})["git_commit"] is None  # old or partial records still flatten

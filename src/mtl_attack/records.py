@@ -121,8 +121,9 @@ def flatten(record: dict) -> dict:
     optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
     order), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
     and train_attack_eps (adversarial training; empty for clean training), threat
-    ("white-box" or "black-box"), surrogate (the black-box surrogate's label), arp (overall), arp_<task>,
-    clean_<task>_<metric>, attacked_<task>_<metric>, params_paper_M, attack_s, total_s.
+    ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
+    and finished (provenance), arp (overall), arp_<task>, clean_<task>_<metric>,
+    attacked_<task>_<metric>, params_paper_M, attack_s, total_s.
     """
     cfg = record.get("config", {})
     att = record.get("attack", {})
@@ -153,6 +154,10 @@ def flatten(record: dict) -> dict:
         # Records from before black-box transfer existed are white-box.
         "threat": record.get("threat") or "white-box",
         "surrogate": (record.get("surrogate") or {}).get("label") if record.get("threat") == "black-box" else None,
+        # Provenance: which code made the row, and when it finished.
+        "git_commit": (record.get("provenance", {}).get("code") or {}).get("git_commit"),
+        "git_dirty": (record.get("provenance", {}).get("code") or {}).get("git_dirty"),
+        "finished": record.get("provenance", {}).get("finished"),
     }
     arp = record.get("arp") or {}
     row["arp"] = arp.get("overall")

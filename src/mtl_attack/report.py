@@ -981,7 +981,8 @@ def _bar_figure(data: pd.DataFrame, xlabels: list[str], ylabel: str, title: str 
     optimizer, one bar colour per objective (the same in every panel), NaN cells drawn as no bar."""
     opts = list(dict.fromkeys(data.index.get_level_values("optimizer")))
     objs = _ordered(data.index.get_level_values("objective").unique(), OBJECTIVES)
-    fig = _figure(max(3.6, 0.35 * len(xlabels) * len(objs) + 1.0) * len(opts) + 1.4, 3.4)
+    panel = min(8.0, max(3.6, 0.35 * len(xlabels) * len(objs) + 1.0))  # inches; wide tables get thin bars
+    fig = _figure(panel * len(opts) + 1.4, 3.4)
     axes = fig.subplots(1, len(opts), squeeze=False, sharey=True)[0]
     x = np.arange(len(xlabels))
     handles = {}
