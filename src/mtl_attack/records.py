@@ -79,6 +79,7 @@ def read_record(path: Path) -> dict:
 # Top-level settings that do not change a job's results: a finished record made with other
 # values still counts (conf/config.yaml leaves them out of job folder names too).
 NEUTRAL_KEYS = ("force", "device", "cache_dir", "logger", "name")
+_ABSENT = object()  # a key missing on one side of config_changes
 
 
 def config_changes(old: dict, new: dict, neutral: Iterable[str] = NEUTRAL_KEYS) -> list[str]:
@@ -98,9 +99,6 @@ def config_changes(old: dict, new: dict, neutral: Iterable[str] = NEUTRAL_KEYS) 
         return [] if a == b else [prefix.rstrip(".")]
 
     return walk(old, new, "")
-
-
-_ABSENT = object()
 
 
 def is_done(job_dir: Path) -> bool:

@@ -674,8 +674,9 @@ def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.Data
     per-task ARPs (mean over seeds) give mean_{y != x} ARP_y / ARP_x
     (:func:`mtl_attack.scores.transferability`); models with the same number of leading
     shared blocks are averaged. A model where ARP_x is not positive (the attack did not
-    hurt its own task) is left out with a warning: the ratio means nothing there. Returns columns optimizer, attacked_task, shared_blocks,
-    transferability, n_models, models; sorted by optimizer, shared blocks (most first), task.
+    hurt its own task) is left out with a warning: the ratio means nothing there.
+    Returns columns optimizer, attacked_task, shared_blocks, transferability, n_models,
+    models; sorted by optimizer, shared blocks (most first), task.
     """
     from .scores import transferability
 
@@ -736,9 +737,9 @@ def _transferability_wide(long: pd.DataFrame) -> pd.DataFrame:
     wide = long.pivot_table(index="shared_blocks", columns=["optimizer", "attacked_task"],
                             values="transferability", aggfunc="mean", sort=False)
     wide = wide.sort_index(ascending=False)
-    opts = _ordered(long["optimizer"].unique(), OPTIMIZERS)
-    wide = wide[[c for o in opts for c in [(o, t) for t in TASKS] + [(o, t) for t in sorted(
-        set(long["attacked_task"]) - set(TASKS))] if c in wide.columns]]
+    tasks = _ordered(long["attacked_task"].unique(), TASKS)
+    wide = wide[[(o, t) for o in _ordered(long["optimizer"].unique(), OPTIMIZERS) for t in tasks
+                 if (o, t) in wide.columns]]
     names = long.groupby("shared_blocks")["models"].agg(lambda s: ", ".join(dict.fromkeys(", ".join(s).split(", "))))
     wide.index = [f"{k} ({names[k]})" for k in wide.index]
     wide.index.name = "shared blocks (models)"
