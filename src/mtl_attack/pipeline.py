@@ -85,6 +85,11 @@ def _threads_for_launcher(cfg: DictConfig) -> None:
         torch.set_num_threads(max(1, cores // n_jobs))
 
 
+def resolved_config(cfg: DictConfig) -> dict:
+    """The job's config as plain data, as its record stores it (and resume compares it)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
 def _new_record(cfg: DictConfig, job: Job) -> dict:
     return {
         "schema": records.SCHEMA_VERSION,
@@ -92,7 +97,7 @@ def _new_record(cfg: DictConfig, job: Job) -> dict:
         "error": None,
         "job": {"name": job.name, "dir": str(job.dir), "sweep_dir": str(job.sweep_dir) if job.sweep_dir else None,
                 "group": job.group, "overrides": job.overrides},
-        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "config": resolved_config(cfg),
         "provenance": {"code": records.code_version(), "packages": records.package_versions(),
                        "host": socket.gethostname(), "started": records.now(), "finished": None, "device": None},
         "seed": cfg.seed,
@@ -296,8 +301,7 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     record_path = job.dir / records.RECORD_NAME
     if job.multirun and not cfg.force and records.is_done(job.dir):
         old = records.read_record(record_path)
-        changed = records.config_changes(old.get("config") or {},
-                                         OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        changed = records.config_changes(old.get("config") or {}, resolved_config(cfg))
         if not changed:
             print(f"skip {job.name}: finished record in {job.dir} (force=true reruns it)")
             return old
