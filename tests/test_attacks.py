@@ -1,6 +1,7 @@
 """The multi-task attack library: objectives against independent autograd computations,
 optimizer invariants over every optimizer x objective, APGD's step schedule, Auto-SAGA's
-alpha update, the WeightedTotal grid, the typed config and the conf/attack presets."""
+alpha update, the WeightedTotal grid, FAT's early-stopped PGD, the typed config and the Hydra
+attack presets. The invariants also run on a toy model whose tasks are named unlike any dataset's."""
 from __future__ import annotations
 
 import gc
@@ -11,27 +12,18 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from mtl_attack.attacks import (
-    DGBA, OBJECTIVES, OPTIMIZERS, SAGA, AttackConfig, AttackProblem, SignTotal, SingleTask, Total,
-    WeightedTotal, WgdVariant, apgd_checkpoints, build_attack, build_attack_from_config, grid_search_weights,
-    preset_configs, relative_increase, saga_alpha_update, weight_grid, wgd_weights)
+    DGBA, OBJECTIVES, OPTIMIZERS, SAGA, AttackConfig, AttackProblem, EarlyStop, EarlyStoppedPGD, SignTotal,
+    SingleTask, Total, WeightedTotal, WgdVariant, apgd_checkpoints, build_attack, build_attack_from_config,
+    fooled, grid_search_weights, preset_configs, register_presets, relative_increase, saga_alpha_update,
+    weight_grid, wgd_weights)
 
 TASKS = ("segment_semantic", "normal", "depth_zbuffer")
-CONF_ATTACK = Path(__file__).resolve().parents[1] / "conf" / "attack"
 WEIGHTS = {"segment_semantic": 0.2, "normal": 0.3, "depth_zbuffer": 0.5}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add contention on a busy machine (50x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ToyMTL(nn.Module):
@@ -375,6 +367,131 @@ def test_works_under_no_grad_and_on_cuda_if_available(toy):
             assert x_adv.device == xc.device and (x_adv - xc).abs().max() <= 4 / 255 + 1e-6
 
 
+class RenamedToy(nn.Module):
+    """ToyMTL's trunk with two heads named unlike any dataset's tasks ("seg", "depth")."""
+
+    def __init__(self):
+        super().__init__()
+        base = ToyMTL()
+        self.trunk = base.trunk
+        self.heads = nn.ModuleDict({"seg": base.heads["segment_semantic"], "depth": base.heads["depth_zbuffer"]})
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return {t: head(h) for t, head in self.heads.items()}
+
+
+RENAMED_LOSSES = {"seg": seg_loss, "depth": depth_loss}
+
+
+def renamed_targets(images):
+    full = make_targets(images)
+    return {"seg": full["segment_semantic"], "depth": full["depth_zbuffer"]}
+
+
+def renamed_options(objective):
+    if objective == "single":
+        return {"target_task": "seg"}
+    if objective == "weightedtotal":
+        return {"weights": {"seg": 0.4, "depth": 0.6}}
+    return {}
+
+
+@pytest.fixture(scope="module")
+def renamed():
+    torch.manual_seed(4)
+    return RenamedToy().eval()
+
+
+# Every table optimizer, plus PGD with FAT's early stop (a threshold it does not reach at once).
+OPTIMIZER_CASES = [(name, None) for name in OPTIMIZERS] + [("pgd", EarlyStop(tau=1, threshold=0.05))]
+
+
+@pytest.mark.parametrize("optimizer, early_stop", OPTIMIZER_CASES, ids=[*OPTIMIZERS, "pgd_early_stop"])
+@pytest.mark.parametrize("objective", list(OBJECTIVES))
+def test_invariants_on_tasks_named_unlike_any_dataset(renamed, optimizer, early_stop, objective):
+    x = make_images()
+    targets = renamed_targets(x)
+    x_before = x.clone()
+    attack = build_attack(optimizer, objective, eps=8 / 255, steps=4, early_stop=early_stop,
+                          **renamed_options(objective))
+    x_adv = attack(renamed, x, targets, RENAMED_LOSSES)
+    assert attack.eps == 8 / 255  # the attack owns eps, in [0,1] units
+    assert torch.isfinite(x_adv).all()
+    assert (x_adv - x).abs().max() <= attack.eps + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv != x).any()
+    assert torch.equal(x, x_before)
+    assert all(p.grad is None for p in renamed.parameters())
+
+
+def test_single_task_is_checked_against_the_callers_losses(renamed):
+    x = make_images()
+    targets = renamed_targets(x)
+    attack = build_attack(optimizer="pgd", objective="single", eps=4 / 255, target_task="seg", steps=2)
+    assert (attack(renamed, x, targets, RENAMED_LOSSES) != x).any()
+    other = build_attack(optimizer="pgd", objective="single", eps=4 / 255, target_task="normal", steps=2)
+    with pytest.raises(ValueError) as err:
+        other(renamed, x, targets, RENAMED_LOSSES)
+    assert str(err.value) == "target_task 'normal' is not among the attacked tasks ['seg', 'depth']"
+    with pytest.raises(ValueError, match="task name"):
+        build_attack("pgd", "single", eps=4 / 255, target_task=3)
+
+
+# ---------------------------------------------------------------- early-stopped PGD (FAT)
+
+
+# The Linear model's loss 10 + mean(w * x) (below), its increase scaled per sample by the target:
+# sample b's relative increase after k PGD steps of size s from x = 0.5 is target[b] * k * s / 10.
+SCALED_LOSS = {"lin": lambda out, scale: 10.0 + (out - 10.0) * scale}
+
+
+@pytest.mark.parametrize("tau, expected", [(0, [4, 2]), (2, [6, 4]), (10, [10, 10])])
+def test_early_stopped_pgd_known_answer(tau, expected):
+    x = torch.full((2, 3, 8, 8), 0.5)
+    eps, steps = 8 / 255, 10
+    step = eps / steps
+    scale = torch.tensor([1.0, 2.0])
+    # Fooled once the relative increase reaches 3.5 steps' worth: sample 0 after 4 steps, sample 1 after 2.
+    stop = EarlyStop(tau=tau, threshold=3.5 * step / 10)
+    attack = build_attack("pgd", "total", eps=eps, steps=steps, early_stop=stop)
+    assert isinstance(attack.optimizer, EarlyStoppedPGD)
+    x_adv, info = attack(Linear(), x, {"lin": scale}, SCALED_LOSS, return_info=True)
+    taken = info["runs"][0]["steps_taken"]
+    assert taken.dtype == torch.long and taken.tolist() == expected
+    w = Linear().w.expand_as(x)
+    want = torch.stack([0.5 + k * step * w[b] for b, k in enumerate(expected)])
+    torch.testing.assert_close(x_adv, want, rtol=0, atol=1e-6)  # k rounded steps
+
+
+def test_early_stopped_pgd_is_pgd_until_stopped(trained):
+    x = make_images(4)
+    targets = make_targets(x)
+    pgd = build_attack("pgd", "dgba", eps=8 / 255, steps=4)
+    full = pgd(trained, x, targets, LOSSES)
+    never = build_attack("pgd", "dgba", eps=8 / 255, steps=4, early_stop=EarlyStop(threshold=1e9))
+    x_never, info = never(trained, x, targets, LOSSES, return_info=True)
+    assert torch.equal(x_never, full) and info["runs"][0]["steps_taken"].tolist() == [4, 4, 4, 4]
+    at_once = build_attack("pgd", "dgba", eps=8 / 255, steps=4, early_stop=EarlyStop(threshold=-1e9))
+    x_once, info = at_once(trained, x, targets, LOSSES, return_info=True)
+    assert torch.equal(x_once, x) and info["runs"][0]["steps_taken"].tolist() == [0, 0, 0, 0]
+    one_more = build_attack("pgd", "dgba", eps=8 / 255, steps=4, early_stop=EarlyStop(tau=1, threshold=-1e9))
+    _, info = one_more(trained, x, targets, LOSSES, return_info=True)
+    assert info["runs"][0]["steps_taken"].tolist() == [1, 1, 1, 1]
+
+
+def test_fooled_and_early_stop_errors():
+    clean = {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([1.0, 1.0])}
+    now = {"a": torch.tensor([2.0, 2.0]), "b": torch.tensor([1.0, 1.2])}  # mean increases 0.5 and 0.1
+    assert fooled(now, clean, ["a", "b"], 0.5).tolist() == [True, False]
+    with pytest.raises(ValueError, match="optimizer 'pgd'"):
+        build_attack("apgd", "dgba", eps=4 / 255, early_stop=EarlyStop())
+    with pytest.raises(ValueError, match="tau"):
+        EarlyStop(tau=-1)
+    with pytest.raises(ValueError, match="EarlyStop"):
+        build_attack("pgd", "dgba", eps=4 / 255, early_stop=(0, 0.5))
+
+
 # ---------------------------------------------------------------- APGD
 
 
@@ -517,17 +634,36 @@ def test_unknown_optimizer_fails_at_merge_naming_choices():
         OmegaConf.merge(OmegaConf.structured(AttackConfig), {"optimizer": "nope"})
     for name in OPTIMIZERS:
         assert name in str(err.value)
-    with pytest.raises(ValidationError, match="segment_semantic"):
-        OmegaConf.merge(OmegaConf.structured(AttackConfig), {"target_task": "depth"})
+    # Task names are the model's own strings: any name merges, Single-x checks it at call time.
+    assert OmegaConf.merge(OmegaConf.structured(AttackConfig), {"target_task": "depth"}).target_task == "depth"
     with pytest.raises(ValidationError, match="dgba"):
         OmegaConf.merge(OmegaConf.structured(AttackConfig), {"objective": "dgb"})
 
 
-def test_presets_match_conf_folder_and_build():
+def test_presets_are_in_the_config_store_and_build():
     presets = preset_configs()
     assert len(presets) == 50 and "dgba_apgd" in presets and "single_segment_semantic_apgd" in presets
-    files = {p.stem: yaml.safe_load(p.read_text()) for p in CONF_ATTACK.glob("*.yaml")}
-    assert files == presets
+    assert not (Path(__file__).resolve().parents[1] / "conf" / "attack").exists()  # one table, no YAML copies
+    import mtl_attack.config  # noqa: F401  (registers the presets)
+
+    stored = {name.removesuffix(".yaml") for name in ConfigStore.instance().list("attack")}
+    assert set(presets) <= stored
+    for name, fields in presets.items():
+        node = ConfigStore.instance().load(f"attack/{name}.yaml").node
+        assert OmegaConf.to_container(node) == fields
+    calls = []
+
+    class Recorder:
+        def store(self, **kwargs):
+            calls.append(kwargs)
+
+    register_presets(Recorder(), ["seg"])
+    assert len(calls) == 30 and {c["group"] for c in calls} == {"attack"}
+    # Single-x presets follow the task names they are given; the rest do not depend on them.
+    mine = preset_configs(["seg", "depth"])
+    assert len(mine) == 5 * (5 + 2) and mine["single_seg_pgd"]["target_task"] == "seg"
+    assert {k: v for k, v in mine.items() if not k.startswith("single_")} == \
+        {k: v for k, v in presets.items() if not k.startswith("single_")}
     schema = OmegaConf.structured(AttackConfig)
     for name, fields in presets.items():
         cfg = OmegaConf.merge(schema, fields)

@@ -17,19 +17,11 @@ from mtl_attack.attacks.attack import channels_last_model, execution, tf32_allow
 from mtl_attack.bench import (ARP_TOLERANCE, arp_agreement, arp_check, relative_difference, row_specs,
                               synthetic_batch)
 from mtl_attack.cli import main
-from mtl_attack.evaluation import attack_inputs, evaluate
-from mtl_attack.tasks import get_tasks
+from mtl_attack.batches import attack_inputs
+from mtl_attack.evaluation import evaluate
+from mtl_attack.data.registry import get_tasks
 
 EPS = 4 / 255
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add contention on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -318,9 +310,9 @@ def test_out_of_memory_names_the_batch_size_to_lower():
     assert len(msg.splitlines()) == 1 and "dataset.eval_batch_size=6" in msg and "lower dataset.eval_batch_size" in msg
     assert not isinstance(err.value, torch.OutOfMemoryError)
 
-    from mtl_attack.config import TrainConfig
+    from mtl_attack.config import compose
     from mtl_attack.training import train_model
 
-    cfg = OmegaConf.structured(TrainConfig(iterations=2, batch_size=3))
+    cfg = compose(["train.iterations=2", "train.batch_size=3"]).train
     with pytest.raises(RuntimeError, match=r"train\.batch_size=3; lower train\.batch_size"):
         train_model(OutOfMemory(), items, tasks, cfg, torch.device("cpu"), seed=0, progress=False)

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtl_attack.cache import atomic_torch_save, atomic_write_bytes, atomic_write_text, build_once, content_key
+from mtl_attack.atomic import write_bytes as atomic_write_bytes
+from mtl_attack.atomic import write_text as atomic_write_text
+from mtl_attack.atomic import write_torch as atomic_torch_save
+from mtl_attack.cache import build_once, content_key
 
 
 def test_content_key_is_sha256_of_sorted_compact_json():
@@ -152,10 +155,10 @@ def test_atomic_writes_replace_content_without_temp_files(tmp_path):
 
 def test_atomic_torch_save_round_trip_and_failure_keeps_old_file(tmp_path):
     p = tmp_path / "ckpt.pt"
-    atomic_torch_save({"w": torch.arange(3.0)}, p)
+    atomic_torch_save(p, {"w": torch.arange(3.0)})
     assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(3.0))
     with pytest.raises(Exception):
-        atomic_torch_save({"f": lambda: 0}, p)  # lambdas cannot be pickled
+        atomic_torch_save(p, {"f": lambda: 0})  # lambdas cannot be pickled
     assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(3.0))
     assert _leftovers(tmp_path) == []
 

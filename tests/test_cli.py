@@ -9,7 +9,7 @@ from mtl_attack.cli import main
 from mtl_attack.models.build import layout_size
 from mtl_attack.models.layout import layout_by_index
 from mtl_attack.models.tree import TreeMTLModel, param_counts
-from mtl_attack.tasks import get_tasks
+from mtl_attack.data.registry import get_tasks
 
 
 def test_data_makes_and_inspects_the_default_dataset(tmp_path):

@@ -125,7 +125,7 @@ def test_plain_resolves_dictconfig_and_enums():
 
 
 def test_none_and_disabled_log_nothing(tmp_path):
-    for cfg in (OmegaConf.structured(LoggerConfig()), wandb_cfg(mode="disabled")):
+    for cfg in (OmegaConf.structured(LoggerConfig(name=LoggerName.none)), wandb_cfg(mode="disabled")):
         with make_logger(cfg, tmp_path / "job", "default", "g", RECORD["config"]) as log:
             assert isinstance(log, NullLogger) and log.run_dir is None
             log.log_record(RECORD, DIRECTIONS)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mtl_attack import records, report
+from mtl_attack import atomic, records, report
 
 TASKS = ("segment_semantic", "normal", "depth_zbuffer")
 MODELS = {  # label -> (layout_index, params_paper_M)
@@ -77,7 +77,7 @@ def sweep(tmp_path):
     root = tmp_path / "sweep"
     for i, job in enumerate(JOBS):
         rec, _ = make_record(*job)
-        records.write_json_atomic(root / f"{i}" / records.RECORD_NAME, rec)
+        atomic.write_json(root / f"{i}" / records.RECORD_NAME, rec)
     return root
 
 
@@ -236,7 +236,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="results table"):
         report.load_results([tmp_path / "x.txt"])
     rec, _ = make_record("AS", "pgd", "dgba", 4, 0, None, None, "failed")
-    records.write_json_atomic(tmp_path / "f" / records.RECORD_NAME, rec)
+    atomic.write_json(tmp_path / "f" / records.RECORD_NAME, rec)
     with pytest.raises(ValueError, match="no finished"):
         report.arp_table(report.load_results([tmp_path / "f"]))
 

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import REPO, run_cli, tiny
 from mtl_attack.scores import arp
-from mtl_attack.tasks import get_tasks
+from mtl_attack.data.registry import get_tasks
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +95,6 @@ def test_config_changes_known_answers():
     assert records.config_changes(old, old) == []
     assert records.config_changes({"a": {"b": 1}}, {"a": 2}) == ["a"]
     assert records.config_changes({"x": {"device": 1}}, {"x": {"device": 2}}) == ["x.device"]  # top level only
-
-
-def test_neutral_keys_are_the_job_folder_exclusions():
-    import yaml
-
-    from mtl_attack import records
-
-    conf = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
-    excluded = conf["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
-    assert {k.split(".")[0] for k in excluded} == set(records.NEUTRAL_KEYS)
 
 
 def test_resume_skips_only_records_made_with_the_same_settings(cache, tmp_path, capsys):

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from mtl_attack.scores import arp, relative_drop, transferability
-from mtl_attack.tasks import get_tasks
+from mtl_attack.data.registry import get_tasks
 
 DIRS = {
     "segment_semantic": {"miou": True, "pixel_acc": True},

@@ -8,29 +8,25 @@ from omegaconf import OmegaConf
 from torch.utils.data import Subset, default_collate
 
 from helpers import tiny
-from mtl_attack import pipeline, records, report
+from mtl_attack import atomic, parts, pipeline, records, report
 from mtl_attack.attacks import build_attack
 from mtl_attack.config import compose
-from mtl_attack.data.build import build_splits, prepare_root
 from mtl_attack.data.datasets import build_dataset
-from mtl_attack.evaluation import attack_inputs, evaluate
+from mtl_attack.batches import attack_inputs
+from mtl_attack.evaluation import evaluate
 from mtl_attack.models.build import build_model
 from mtl_attack.models.layout import all_shared, independent, layout_by_index
 from mtl_attack.scores import arp, transferability
-from mtl_attack.tasks import get_tasks
-from mtl_attack.training import adversarial_settings, checkpoint_path, early_stopped_pgd, model_key, train_model
+from mtl_attack.data.registry import get_tasks
+from mtl_attack.training import adversarial_settings, checkpoint_path, model_key, train_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = compose(tiny(cache_dir=cache))
-    root = prepare_root(cfg.dataset, cache, progress=False)
-    train, test = build_splits(cfg.dataset, root)
-    return cfg, train, test, get_tasks("nyuv2"), root
+def setup(tiny_cfg, tiny_parts):
+    return tiny_cfg, tiny_parts.train, tiny_parts.test, tiny_parts.tasks, tiny_parts.root
 
 
 def _model(cfg, tasks, layout):
@@ -100,7 +96,7 @@ def test_adversarial_training_changes_the_model_and_lowers_the_training_attack_a
         c = compose(tiny(*over, *([f"train.adversarial.attack={adv}"] if adv else []), cache_dir=cfg.cache_dir))
         models[adv] = _model(c, tasks, all_shared(3))
         infos[adv] = train_model(models[adv], fitted, tasks, c.train, CPU, seed=0, progress=False)
-        res = evaluate(models[adv], fitted, tasks, CPU, batch_size=4, attack=attack, eps=64 / 255, progress=False)
+        res = evaluate(models[adv], fitted, tasks, CPU, batch_size=4, attack=attack, progress=False)
         arps[adv] = arp(res["clean"], res["attacked"], tasks)[0]
     assert infos["total_fgsm"]["adversarial"]["attack"] == "total_fgsm" and "adversarial" not in infos[None]
     assert infos["total_fgsm"]["adversarial"]["mean_attack_steps"] == 1.0
@@ -115,32 +111,13 @@ def test_pipeline_adversarially_trains_caches_and_records(setup, tmp_path):
                        cache_dir=setup[0].cache_dir))
     sources = []
     for _ in range(2):  # trains, then loads
-        record = pipeline._new_record(cfg, pipeline.Job(dir=tmp_path, name="j", group="g"))
-        pipeline.execute(cfg, record, progress=False)
+        record = pipeline.execute(cfg, CPU, progress=False).record_fields
         sources.append(record["model"]["source"])
     assert sources == ["trained", "cache"]
     assert record["model"]["train_attack"] == "dgba_fgsm" and record["model"]["train_attack_eps"] == 8.0
     assert record["model"]["path"] == str(checkpoint_path(Path(cfg.cache_dir), model_key(cfg, all_shared(3))))
     assert record["model"]["path"] != str(checkpoint_path(Path(cfg.cache_dir), model_key(setup[0], all_shared(3))))
     assert records.flatten(record)["train_attack"] == "dgba_fgsm" and record["threat"] == "white-box"
-
-
-def test_fat_stops_fooled_samples_early(setup):
-    cfg, train, test, tasks, _ = setup
-    model = _model(cfg, tasks, all_shared(3)).eval()
-    batch = default_collate([test[i] for i in range(4)])
-    targets, losses = attack_inputs(batch, tasks)
-    attack = build_attack("pgd", "total", eps=8 / 255, steps=4)
-    full = attack(model, batch["image"], targets, losses)
-    # threshold never reached: the full PGD run, step for step
-    x, taken = early_stopped_pgd(attack, model, batch["image"], targets, losses, tau=0, threshold=1e9)
-    assert torch.equal(x, full) and taken.tolist() == [4, 4, 4, 4]
-    # threshold reached at once (any change counts): no step is taken with tau 0, one more with tau 1
-    x, taken = early_stopped_pgd(attack, model, batch["image"], targets, losses, tau=0, threshold=-1e9)
-    assert torch.equal(x, batch["image"]) and taken.tolist() == [0, 0, 0, 0]
-    _, taken = early_stopped_pgd(attack, model, batch["image"], targets, losses, tau=1, threshold=-1e9)
-    assert taken.tolist() == [1, 1, 1, 1]
-    assert all(p.grad is None for p in model.parameters())
 
 
 # ---------------------------------------------------------------- black-box transfer
@@ -155,7 +132,7 @@ def test_black_box_crafts_on_the_surrogate_and_never_differentiates_the_target(s
     surrogate_calls = []
     surrogate.register_forward_pre_hook(lambda m, args: surrogate_calls.append(torch.is_grad_enabled()))
     attack = build_attack("pgd", "dgba", eps=8 / 255, steps=2)
-    result = evaluate(target, test, tasks, CPU, batch_size=len(test), attack=attack, eps=8 / 255,
+    result = evaluate(target, test, tasks, CPU, batch_size=len(test), attack=attack,
                       progress=False, craft_on=surrogate)
     assert grad_calls and not any(grad_calls)  # clean and attacked passes only, all without autograd
     assert any(surrogate_calls)  # the attack queried the surrogate's gradients
@@ -183,9 +160,8 @@ def test_pipeline_black_box_record_and_target_forward_only(setup, tmp_path, monk
         model.register_forward_pre_hook(lambda m, a: calls.append((number, m.training, torch.is_grad_enabled())))
         return model
 
-    monkeypatch.setattr(pipeline, "build_model", spy)
-    record = pipeline._new_record(cfg, pipeline.Job(dir=tmp_path, name="j", group="g"))
-    pipeline.execute(cfg, record, progress=False)
+    monkeypatch.setattr(parts, "build_model", spy)
+    record = pipeline.execute(cfg, CPU, progress=False).record_fields
     assert record["threat"] == "black-box" and record["surrogate"]["label"] == "IND"
     assert record["model"]["label"] == "AS" and record["model"]["shared_blocks"] == 5
     row = records.flatten(record)
@@ -195,7 +171,7 @@ def test_pipeline_black_box_record_and_target_forward_only(setup, tmp_path, monk
     assert [c for c in calls if c[0] == 1 and not c[1] and c[2]]  # the attack ran on the surrogate
     # A surrogate naming the target itself is the white-box attack: no second model.
     same = compose(tiny("transfer.surrogate=AS", cache_dir=setup[0].cache_dir))
-    model, entry = pipeline._surrogate(same, all_shared(3), get_tasks("nyuv2"), None, CPU, progress=False)
+    model, entry = pipeline._surrogate(same, parts.prepare(same, CPU, progress=False, with_model=False), progress=False)
     assert model is None and entry["label"] == "AS" and "white-box" in entry["source"]
 
 
@@ -281,7 +257,7 @@ def studies(tmp_path):
         _record("#41", "single_normal_apgd", 0, (5, -1, 3), eps=4),  # missed its own task: left out
     ]
     for i, rec in enumerate(recs):
-        records.write_json_atomic(tmp_path / "sweep" / str(i) / records.RECORD_NAME, rec)
+        atomic.write_json(tmp_path / "sweep" / str(i) / records.RECORD_NAME, rec)
     return report.load_results([tmp_path / "sweep"])
 
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mtl_attack.data.registry import get_tasks
 from mtl_attack.tasks import (
     DepthMeter,
     LossMeter,
     NormalMeter,
     SegmentationMeter,
     confusion_matrix,
-    get_tasks,
     l1_loss,
     normal_loss,
     resize_nearest,

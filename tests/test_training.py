@@ -7,23 +7,16 @@ import torch
 
 from helpers import tiny
 from mtl_attack.config import compose
-from mtl_attack.data.build import build_splits, prepare_root
 from mtl_attack.models.build import build_model, resolve_layout
-from mtl_attack.tasks import get_tasks
+from mtl_attack.data.registry import get_tasks
 from mtl_attack.training import checkpoint_path, model_key, multitask_loss, train_model, train_or_load
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = compose(tiny(cache_dir=cache))
-    root = prepare_root(cfg.dataset, cache, progress=False)
-    train, _ = build_splits(cfg.dataset, root)
-    tasks = get_tasks("nyuv2")
-    layout = resolve_layout(cfg.layout, 3)
-    return cfg, train, tasks, layout
+def setup(tiny_cfg, tiny_parts):
+    return tiny_cfg, tiny_parts.train, tiny_parts.tasks, tiny_parts.layout
 
 
 def _model(cfg, tasks, layout, head_width=None):

@@ -40,11 +40,11 @@ import torch
 from .attacks import build_attack
 from .attacks.attack import as_precision, compile_model, eval_mode, execution
 from .attacks.config import OptimizerName, Precision
-from .evaluation import attack_inputs
+from .batches import attack_inputs
 from .models.layout import all_shared, independent, layout_by_index
 from .models.tree import TreeMTLModel
 from .scores import arp
-from .tasks import get_tasks
+from .data.registry import get_tasks
 
 __all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_table", "relative_difference",
            "arp_agreement", "arp_check", "write_json", "ARP_TOLERANCE"]
@@ -595,34 +595,26 @@ def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, 
     from torch.utils.data import Subset
 
     from .attacks import build_attack_from_config
-    from .config import compose
-    from .data.build import build_splits, prepare_root
+    from .config import compose, eps_to_unit
     from .evaluation import evaluate
-    from .models.build import build_model, resolve_layout
-    from .training import train_or_load
+    from .parts import prepare
 
     log = log or (lambda msg: None)
     if images < 1:
         raise ValueError(f"--arp-images must be >= 1, got {images}")
     cfg = compose(list(overrides))
     dev = _device(device)
-    root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
-    train, test = build_splits(cfg.dataset, root)
-    tasks = get_tasks(cfg.dataset.kind.value, seg_class_weights=getattr(train, "class_weights", None))
-    layout = resolve_layout(cfg.layout, len(tasks))
-    model = build_model(cfg.backbone.name.value, layout, tasks, cfg.backbone.head_width, cfg.seed,
-                        Path(cfg.cache_dir))
-    train_or_load(model, cfg, layout, tasks, train, dev, progress=progress)
-    model.to(dev).eval()
-    subset = Subset(test, range(min(images, len(test))))
-    eps = float(cfg.eps) / 255.0
+    parts = prepare(cfg, dev, progress=progress)
+    model, tasks, layout = parts.model, parts.tasks, parts.layout
+    subset = Subset(parts.test, range(min(images, len(parts.test))))
+    eps = eps_to_unit(cfg.eps)
     order = ["fp32"] + [as_precision(p).value for p in precisions if as_precision(p) is not Precision.fp32]
     results, clean = {}, None
     for p in dict.fromkeys(order):
         acfg = cfg.attack.copy()
         acfg.precision = p
         res = evaluate(model, subset, tasks, dev, batch_size=cfg.dataset.eval_batch_size,
-                       attack=build_attack_from_config(acfg, eps=eps), eps=eps, progress=progress)
+                       attack=build_attack_from_config(acfg, eps=eps), progress=progress)
         clean = clean or res["clean"]
         overall, per_task = arp(res["clean"], res["attacked"], tasks)
         results[p] = {"arp": overall, "per_task": per_task, "attack_s": res["timings"]["attack_s"],
@@ -640,8 +632,7 @@ def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, 
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    """Write the result as JSON atomically (temp file in the same folder, then rename)."""
-    from .records import write_json_atomic
+    """Write the result as JSON atomically."""
+    from . import atomic
 
-    write_json_atomic(Path(path), result)
-    return Path(path)
+    return atomic.write_json(path, result)

@@ -1,4 +1,4 @@
-"""Content-keyed cache entries (rendered datasets, trained models) and atomic writes.
+"""Content-keyed cache entries (rendered datasets, trained models), built once under a lock.
 
 A cache entry is a file or folder whose name carries a hash of everything that
 determines its contents. It is built once: concurrent callers serialise on a
@@ -18,15 +18,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-__all__ = [
-    "content_key",
-    "build_once",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "atomic_torch_save",
-]
+from .atomic import TMP_MARK as _TMP_MARK
 
-_TMP_MARK = ".tmp-"
+__all__ = ["content_key", "build_once"]
 
 
 def content_key(obj: Mapping, length: int = 12) -> str:
@@ -95,41 +89,3 @@ def build_once(final_path: str | os.PathLike, build: Callable[[Path], None]) -> 
             _remove(tmp_path)
             raise
     return final_path
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    # os.open with 0o666 lets the umask decide permissions (mkstemp would force 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` via a temp file in the same folder and os.replace."""
-    return _atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` atomically (see atomic_write_bytes)."""
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    """`torch.save(obj, path)` atomically: readers see the old file or the whole new one."""
-    import torch  # only the model cache needs torch
-
-    return _atomic_write(path, lambda f: torch.save(obj, f))

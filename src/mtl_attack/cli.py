@@ -8,13 +8,13 @@ from pathlib import Path
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from .config import compose
-    from .data.build import build_splits, prepare_root
     from .data.inspect import describe_split
+    from .parts import prepare
 
     cfg = compose(args.overrides)
-    root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=not args.quiet)
-    train, test = build_splits(cfg.dataset, root)
-    print(f"dataset {cfg.dataset.name} ({cfg.dataset.kind.value}) at {root}")
+    parts = prepare(cfg, progress=not args.quiet, with_model=False)
+    train, test = parts.train, parts.test
+    print(f"dataset {cfg.dataset.name} ({cfg.dataset.kind.value}) at {parts.root}")
     for name, split in (("train", train), ("test", test)):
         print(describe_split(name, split, limit=args.inspect))
     if args.grid:
@@ -30,9 +30,9 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
     from .models.build import layout_size
     from .models.layout import enumerate_layouts, layout_by_index, parse_layout
-    from .tasks import get_tasks
+    from .data.registry import DATASETS, get_tasks, kind_of
 
-    kind = args.dataset.replace("synth_", "")
+    kind = args.dataset if args.dataset in DATASETS else kind_of(args.dataset)
     tasks = get_tasks(kind)
     channels = [t.channels for t in tasks]
     if args.index is not None and args.spec is not None:
@@ -100,6 +100,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .attacks.config import OptimizerName, Precision
+    from .config import BackboneName
+    from .data.registry import DATASETS, dataset_config_names
+
+    kinds = list(DATASETS)
+    backbones = [b.value for b in BackboneName]
+    optimizers = [o.value for o in OptimizerName]
+    precisions = [p.value for p in Precision]
     parser = argparse.ArgumentParser(prog="mtl-attack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -111,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     lay = sub.add_parser("layout", help="print a TreeMTL layout and its size, or list all layouts")
-    lay.add_argument("--dataset", default="nyuv2", choices=["nyuv2", "taskonomy", "synth_nyuv2", "synth_taskonomy"])
-    lay.add_argument("--backbone", default="resnet34", choices=["resnet34", "mobilenetv2"])
+    lay.add_argument("--dataset", default="nyuv2", choices=list(dict.fromkeys(kinds + list(dataset_config_names()))),
+                     help="a dataset kind or a dataset= option (default nyuv2)")
+    lay.add_argument("--backbone", default="resnet34", choices=backbones)
     lay.add_argument("--index", type=int, help="model index in TreeMTL's enumeration (0 = all-shared)")
     lay.add_argument("--spec", help="a layout in the paper's notation, e.g. '[[{0,1,2}], ...]'")
     lay.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
@@ -130,19 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "DGBA (and DGBA with one backward per task) at each precision, memory "
                                      "format and compile setting; defaults are paper-shaped (docs/performance.md).")
     ben.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model --arp attacks")
-    ben.add_argument("--dataset", default="nyuv2", choices=["nyuv2", "taskonomy"], help="tasks and their shapes")
+    ben.add_argument("--dataset", default="nyuv2", choices=kinds, help="tasks and their shapes")
     ben.add_argument("--size", type=int, default=321, help="square input side in pixels (paper: 321)")
-    ben.add_argument("--backbone", default="resnet34", choices=["resnet34", "mobilenetv2"])
+    ben.add_argument("--backbone", default="resnet34", choices=backbones)
     ben.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
     ben.add_argument("--layout", nargs="+", default=["all_shared", "independent"], metavar="LAYOUT",
                      help="all_shared, independent or layout indexes (default: all_shared independent)")
     ben.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     ben.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
-    ben.add_argument("--precisions", nargs="+", default=["fp32", "tf32", "bf16"], choices=["fp32", "tf32", "bf16"])
+    ben.add_argument("--precisions", nargs="+", default=precisions, choices=precisions)
     ben.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
     ben.add_argument("--compile", default="both", choices=["off", "on", "both"], help="torch.compile the model")
-    ben.add_argument("--optimizers", nargs="*", default=["fgsm", "pgd", "mim", "apgd", "saga"],
-                     choices=["fgsm", "pgd", "mim", "apgd", "saga"], help="none: the bare rows only")
+    ben.add_argument("--optimizers", nargs="*", default=optimizers, choices=optimizers,
+                     help="none: the bare rows only")
     ben.add_argument("--steps", type=int, default=10, help="attack steps (and bare steps per timed run)")
     ben.add_argument("--repeats", type=int, default=3, help="timed runs per row; the median is reported")
     ben.add_argument("--warmup", type=int, default=1, help="untimed runs of every row first (default 1)")

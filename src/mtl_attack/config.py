@@ -4,6 +4,10 @@ The YAML files in conf/ fill these dataclasses; `register()` stores the schema
 in Hydra's ConfigStore as `config_schema`, which conf/config.yaml lists first in
 its defaults. Any key that is not a field here (in a YAML file or on the command
 line) is then rejected by OmegaConf before the job starts.
+
+Each default has one home: a field that every option of its group sets is
+MISSING here (the YAML files are its source); a field with a default here is
+not repeated in YAML unless an option changes it.
 """
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from .attacks.config import AttackConfig
+from .data.registry import DATASETS
 
-
-class DatasetKind(Enum):
-    nyuv2 = "nyuv2"
-    taskonomy = "taskonomy"
+# The dataset kinds of the dataset table (mtl_attack.data.registry), as an enum so a
+# misspelled `dataset.kind` fails at compose time with the valid choices.
+DatasetKind = Enum("DatasetKind", {name: name for name in DATASETS})
 
 
 class BackboneName(Enum):
@@ -31,10 +35,10 @@ class BackboneName(Enum):
 class SynthConfig:
     """Rendered stand-in: image size in pixels, scene counts, scene seed."""
 
-    height: int = 96
-    width: int = 128
-    n_train: int = 800
-    n_test: int = 200
+    height: int = MISSING
+    width: int = MISSING
+    n_train: int = MISSING
+    n_test: int = MISSING
     seed: int = 0
 
 
@@ -46,8 +50,8 @@ class DatasetConfig:
     root: Optional[str] = None
     # Set for the rendered datasets: they are made on first use in the cache.
     synthetic: Optional[SynthConfig] = None
-    # Side of the square network input after the test resize / train crop.
-    input_size: int = 321
+    # Side of the square network input after the test resize / train crop (pixels).
+    input_size: int = MISSING
     test_split: str = "test"
     # Attack only the first N test images (None: all); the data and model are unchanged.
     test_limit: Optional[int] = None
@@ -57,8 +61,9 @@ class DatasetConfig:
 
 @dataclass
 class BackboneConfig:
-    name: BackboneName = BackboneName.resnet34
-    head_width: int = 1024
+    name: BackboneName = MISSING
+    # Channels of each task's ASPP head (the paper's: 1024).
+    head_width: int = MISSING
 
 
 class LayoutPreset(Enum):
@@ -71,7 +76,7 @@ class LayoutPreset(Enum):
 class LayoutConfig:
     """Which TreeMTL layout: `spec` or `index` override `preset` (not both)."""
 
-    preset: LayoutPreset = LayoutPreset.all_shared
+    preset: LayoutPreset = MISSING
     index: Optional[int] = None
     spec: Optional[str] = None
     seed: int = 0  # for preset=random
@@ -86,7 +91,7 @@ class AdversarialConfig:
     batch, the attack run in eval mode. attack=None trains clean (the default).
     """
 
-    # An attack preset (conf/attack), e.g. dgba_pgd, total_fgsm, single_normal_pgd; None: clean training.
+    # An attack preset (mtl_attack.attacks.presets), e.g. dgba_pgd, total_fgsm, single_normal_pgd; None: clean training.
     attack: Optional[str] = None
     # L-infinity budget in pixel units out of 255, as the top-level eps.
     eps: float = 8.0
@@ -104,14 +109,17 @@ class AdversarialConfig:
 
 @dataclass
 class TrainConfig:
-    name: str = "quick"
-    iterations: int = 300
-    batch_size: int = 16
-    lr: float = 1e-3
-    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = 1e-4
-    lr_step: int = 4000
-    lr_gamma: float = 0.5
+    """Adam with a step learning-rate schedule; every preset (conf/train) sets the recipe."""
+
+    name: str = MISSING
+    iterations: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    betas: List[float] = MISSING
+    weight_decay: float = MISSING
+    # Multiply the learning rate by lr_gamma every lr_step iterations.
+    lr_step: int = MISSING
+    lr_gamma: float = MISSING
     augment: bool = True
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
@@ -141,7 +149,7 @@ class LoggerName(Enum):
 
 @dataclass
 class LoggerConfig:
-    name: LoggerName = LoggerName.none
+    name: LoggerName = MISSING
     mode: str = "offline"
     project: str = "mtl-attack"
     entity: Optional[str] = None
@@ -168,8 +176,33 @@ class Config:
     # Rerun sweep jobs whose folder already holds a finished record.
     force: bool = False
     # Rendered data and trained models; relative paths are taken from the launch folder.
-    cache_dir: str = ".cache"
+    cache_dir: str = "${oc.env:MTL_ATTACK_CACHE,.cache}"
+    # auto: the GPU when there is one, else the CPU; or a torch device name (cpu, cuda, cuda:1).
     device: str = "auto"
+
+
+def eps_to_unit(eps_pixels: float) -> float:
+    """A config budget in pixel units out of 255 (eps=4) as the attacks take it, in [0,1] image units."""
+    return float(eps_pixels) / 255.0
+
+
+# Top-level settings that do not change a job's results: they are left out of sweep job
+# folder names (conf/config.yaml reads this list through the `neutral_keys` resolver) and
+# a finished record made with other values of them still counts when a sweep resumes.
+NEUTRAL_KEYS = ("force", "device", "cache_dir", "logger", "name")
+
+
+def neutral_override_keys() -> list[str]:
+    """NEUTRAL_KEYS as Hydra override keys: each key and, for a group, each of its fields."""
+    from dataclasses import fields
+
+    groups = {"logger": LoggerConfig}
+    keys: list[str] = []
+    for key in NEUTRAL_KEYS:
+        keys.append(key)
+        if key in groups:
+            keys.extend(f"{key}.{f.name}" for f in fields(groups[key]))
+    return keys
 
 
 def job_dirname(overrides: str, limit: int = 120) -> str:
@@ -188,12 +221,20 @@ def job_dirname(overrides: str, limit: int = 120) -> str:
 
 
 def register() -> None:
-    """Store the schema in Hydra's ConfigStore and the `job_dirname` resolver (idempotent)."""
+    """Store the schema and the attack presets in Hydra's ConfigStore, and the `job_dirname`
+    resolver (idempotent)."""
     from omegaconf import OmegaConf
 
+    # Imported here: the preset table reads the dataset registry, which reads this module.
+    from .attacks.presets import register_presets
+    from .data.registry import task_names
+
     ConfigStore.instance().store(name="config_schema", node=Config)
+    register_presets(ConfigStore.instance(), task_names())
     if not OmegaConf.has_resolver("job_dirname"):
         OmegaConf.register_new_resolver("job_dirname", job_dirname)
+    if not OmegaConf.has_resolver("neutral_keys"):
+        OmegaConf.register_new_resolver("neutral_keys", neutral_override_keys)
 
 
 register()
@@ -211,8 +252,9 @@ def conf_dir() -> str:
     return str(path)
 
 
-def compose(overrides: list[str] | None = None):
-    """Compose the job config as run.py would, without starting a job (for the CLI and tests)."""
+def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """Compose the job config as run.py would, without starting a job (for the CLI and tests);
+    with return_hydra_config the result also holds the `hydra` node."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -220,4 +262,5 @@ def compose(overrides: list[str] | None = None):
     register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides or []))
+        return hydra_compose(config_name="config", overrides=list(overrides or []),
+                             return_hydra_config=return_hydra_config)

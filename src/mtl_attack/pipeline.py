@@ -16,17 +16,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import records
+from . import atomic, records
 from .attacks import build_attack_from_config
 from .baselines import ConstantModel, constant_predictions
-from .data.build import build_splits, prepare_root
-from .data.datasets import build_dataset
+from .config import eps_to_unit
 from .evaluation import evaluate
-from .models.build import build_model, layout_size, resolve_layout
+from .models.build import layout_size
 from .models.layout import Layout, all_shared, independent, index_of, layout_by_index, parse_layout
+from .parts import Parts, prepare, resolve_device, trained_model
 from .scores import arp
-from .tasks import get_tasks
-from .training import adversarial_settings, train_or_load
+from .training import adversarial_settings
 
 
 @dataclass
@@ -39,13 +38,6 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     sweep_dir: Path | None = None
     multirun: bool = False
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks the GPU when there is one; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def device_label(device: torch.device) -> str:
@@ -64,7 +56,7 @@ def job_from_hydra(cfg: DictConfig) -> Job:
     overrides = list(hc.overrides.task)
     name = hc.job.override_dirname or "default"
     sweep = Path(hc.sweep.dir).resolve() if multirun else None
-    group = cfg.logger.get("group") or cfg.name  # a sweep's folder is multirun/<name>
+    group = cfg.logger.group or cfg.name  # a sweep's folder is multirun/<name>
     return Job(Path(hc.runtime.output_dir).resolve(), name, group, overrides, sweep, multirun)
 
 
@@ -108,7 +100,7 @@ def attack_name(cfg: DictConfig) -> str:
     """The attack's preset-style name, e.g. dgba_apgd or single_normal_pgd."""
     a = cfg.attack
     opt, obj = a.optimizer.value, a.objective.value
-    return f"single_{a.target_task.value}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
+    return f"single_{a.target_task}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
 
 
 def model_label(layout: Layout) -> str:
@@ -134,121 +126,135 @@ def resolve_surrogate(text, num_tasks: int) -> Layout:
     return parse_layout(name, num_tasks)
 
 
-def _surrogate(cfg: DictConfig, layout: Layout, tasks, train, device: torch.device, progress: bool):
+def _surrogate(cfg: DictConfig, parts: Parts, progress: bool):
     """(surrogate model or None, its record entry) for `transfer.surrogate`; None when it is the target itself.
 
     The surrogate has the target's dataset, backbone, train config and seed; it is trained
     or loaded from the cache like any model (a user's model.checkpoint is the target's only).
     """
-    text = cfg.get("transfer", {}).get("surrogate") if cfg.get("transfer") is not None else None
+    text = cfg.transfer.surrogate
     if text is None:
         return None, None
-    s_layout = resolve_surrogate(text, len(tasks))
+    s_layout = resolve_surrogate(text, len(parts.tasks))
     entry = {"label": model_label(s_layout), "layout": str(s_layout), "layout_index": index_of(s_layout)}
-    if s_layout == layout:
+    if s_layout == parts.layout:
         return None, {**entry, "source": "the target itself (white-box)"}
     s_cfg = copy.deepcopy(cfg)
     s_cfg.model.checkpoint = None
-    backbone = cfg.backbone.name.value
-    model = build_model(backbone, s_layout, tasks, cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir))
-    source = train_or_load(model, s_cfg, s_layout, tasks, train, device, progress=progress)
-    model.to(device).eval()
+    model, source = trained_model(s_cfg, s_layout, parts.tasks, parts.train, parts.device, progress)
     return model, {**entry, "source": source["source"], "path": source["path"]}
 
 
-def execute(cfg: DictConfig, record: dict, progress: bool = True) -> dict:
-    """Data, model, clean and attacked evaluation, ARP; fills `record` in place and returns extras."""
-    timings = record.setdefault("timings", {})
+@dataclass
+class JobResult:
+    """What :func:`execute` found; :func:`run` turns it into the record.
+
+    record_fields: the record's model, threat, surrogate, weight_search (WeightedTotal only),
+    attack, directions, metrics, arp and timings entries; tasks: the dataset's Tasks;
+    examples: (clean, adversarial) image pairs [3,H,W] for the logger; eps: in [0,1] units.
+    """
+
+    record_fields: dict
+    tasks: list
+    examples: list
+    eps: float
+
+
+def _attack_entry(cfg: DictConfig, attack, tasks) -> dict:
+    a = cfg.attack
+    return {"name": attack_name(cfg), "optimizer": a.optimizer.value, "objective": a.objective.value,
+            "eps": float(cfg.eps), "eps_01": attack.eps, "steps": a.steps, "target_task": a.target_task,
+            "weights": ":".join(f"{a.weights[t.name]:g}" for t in tasks) if a.weights else None}
+
+
+def _model_entry(cfg: DictConfig, parts: Parts) -> dict:
+    layout, backbone = parts.layout, cfg.backbone.name.value
+    size = layout_size(layout, backbone, [t.channels for t in parts.tasks], cfg.backbone.head_width)
+    adversarial = adversarial_settings(cfg.train)
+    return {"backbone": backbone, "layout": str(layout), "layout_index": index_of(layout),
+            "label": model_label(layout), "shared_blocks": layout.shared_blocks,
+            "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
+            "train_attack": adversarial["attack"] if adversarial else None,
+            "train_attack_eps": adversarial["eps"] if adversarial else None,
+            "source": parts.source["source"], "path": parts.source["path"], "train": parts.source.get("train")}
+
+
+def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> JobResult:
+    """Data, model, clean and attacked evaluation, ARP, for one composed config."""
+    timings: dict = {}
+    fields: dict = {"timings": timings}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    record["provenance"]["device"] = device_label(device)
 
-    root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
-    train, test = build_splits(cfg.dataset, root)
-    tasks = get_tasks(cfg.dataset.kind.value, seg_class_weights=getattr(train, "class_weights", None))
-    if cfg.attack.target_task is not None and cfg.attack.target_task.value not in [t.name for t in tasks]:
-        raise ValueError(f"attack.target_task={cfg.attack.target_task.value} is not a task of {cfg.dataset.name}; "
-                         f"choose one of {[t.name for t in tasks]}")
+    parts = prepare(cfg, device, progress=progress, with_model=False)
+    tasks = parts.tasks
+    names = [t.name for t in tasks]
+    if cfg.attack.target_task is not None and cfg.attack.target_task not in names:
+        raise ValueError(f"attack.target_task={cfg.attack.target_task} is not a task of {cfg.dataset.name}; "
+                         f"choose one of {names}")
     timings["data_s"] = time.perf_counter() - start
 
-    backbone = cfg.backbone.name.value
-    layout = resolve_layout(cfg.layout, len(tasks))
     t0 = time.perf_counter()
-    model = build_model(backbone, layout, tasks, cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir))
-    source = train_or_load(model, cfg, layout, tasks, train, device, progress=progress)
+    parts.model, parts.source = trained_model(cfg, parts.layout, tasks, parts.train, device, progress)
     timings["model_s"] = time.perf_counter() - t0
-    model.to(device).eval()
-    index = index_of(layout)
-    size = layout_size(layout, backbone, [t.channels for t in tasks], cfg.backbone.head_width)
-    adversarial = adversarial_settings(cfg.train)
-    record["model"] = {"backbone": backbone, "layout": str(layout), "layout_index": index,
-                       "label": model_label(layout), "shared_blocks": layout.shared_blocks,
-                       "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
-                       "train_attack": adversarial["attack"] if adversarial else None,
-                       "train_attack_eps": adversarial["eps"] if adversarial else None,
-                       "source": source["source"], "path": source["path"], "train": source.get("train")}
+    model = parts.model
+    fields["model"] = _model_entry(cfg, parts)
     # Black-box transfer: the attack queries only the surrogate; the target runs forward only.
     t0 = time.perf_counter()
-    surrogate, surrogate_entry = _surrogate(cfg, layout, tasks, train, device, progress)
-    record["threat"] = "black-box" if surrogate is not None else "white-box"
-    record["surrogate"] = surrogate_entry
+    surrogate, surrogate_entry = _surrogate(cfg, parts, progress)
+    fields["threat"] = "black-box" if surrogate is not None else "white-box"
+    fields["surrogate"] = surrogate_entry
     if surrogate is not None:
         timings["surrogate_model_s"] = time.perf_counter() - t0
     crafting = surrogate if surrogate is not None else model
 
-    eps = float(cfg.eps) / 255.0
+    eps = eps_to_unit(cfg.eps)
     if cfg.attack.objective.value == "weightedtotal" and not cfg.attack.weights:
         t0 = time.perf_counter()
-        weights, table = calibrate_weights(cfg, crafting, root, tasks, device, eps, progress)
+        weights, table = calibrate_weights(cfg, crafting, parts.plain_train(), tasks, device, progress)
         timings["weight_search_s"] = time.perf_counter() - t0
-        record["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
+        fields["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
                                    "best": weights, "grid": table}
         cfg = copy.deepcopy(cfg)
         cfg.attack.weights = weights
     attack = build_attack_from_config(cfg.attack, eps=eps)
-    record["attack"] = {"name": attack_name(cfg), "optimizer": cfg.attack.optimizer.value,
-                        "objective": cfg.attack.objective.value, "eps": float(cfg.eps), "eps_01": eps,
-                        "steps": cfg.attack.steps,
-                        "target_task": cfg.attack.target_task.value if cfg.attack.target_task else None,
-                        "weights": (":".join(f"{cfg.attack.weights[t.name]:g}" for t in tasks)
-                                    if cfg.attack.weights else None)}
+    fields["attack"] = _attack_entry(cfg, attack, tasks)
     t0 = time.perf_counter()
-    result = evaluate(model, test, tasks, device, batch_size=cfg.dataset.eval_batch_size, attack=attack, eps=eps,
+    result = evaluate(model, parts.test, tasks, device, batch_size=cfg.dataset.eval_batch_size, attack=attack,
                       progress=progress, keep_examples=4, craft_on=surrogate)
     timings["eval_s"] = time.perf_counter() - t0
-    timings.update({k: v for k, v in result.get("timings", {}).items()})
+    timings.update(result["timings"])
 
     # Fitted on un-augmented train images, so the baseline is the same in every run.
-    plain_train = build_dataset(cfg.dataset.kind.value, root, "train", cfg.dataset.input_size, augment=False)
-    const = ConstantModel(constant_predictions(plain_train, tasks))
-    trivial = evaluate(const, test, tasks, torch.device("cpu"), batch_size=64, progress=False)["clean"]
+    const = ConstantModel(constant_predictions(parts.plain_train(), tasks))
+    trivial = evaluate(const, parts.test, tasks, torch.device("cpu"), batch_size=64, progress=False)["clean"]
     overall, per_task = arp(result["clean"], result["attacked"], tasks)
-    record["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
-    record["arp"] = {"overall": overall, "per_task": per_task}
+    fields["directions"] = {t.name: dict(t.metrics) for t in tasks}
+    fields["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
+    fields["arp"] = {"overall": overall, "per_task": per_task}
     timings["total_s"] = time.perf_counter() - start
-    return {"tasks": tasks, "examples": result["examples"], "eps": eps}
+    return JobResult(fields, tasks, result["examples"], attack.eps)
 
 
-def calibrate_weights(cfg: DictConfig, model, root: Path, tasks, device: torch.device, eps: float,
+def calibrate_weights(cfg: DictConfig, model, plain_train, tasks, device: torch.device,
                       progress: bool = True) -> tuple[dict[str, float], list[dict]]:
     """WeightedTotal's weights by grid search (paper Table 16): the simplex point whose
-    attack has the highest ARP on `calibration_images` un-augmented train images.
+    attack has the highest ARP on the first `calibration_images` images of `plain_train`.
 
     Returns (task -> weight, [{"weights": [...], "arp": ARP}, ...] over the grid).
     """
     from torch.utils.data import Subset
 
     from .attacks import grid_search_weights, weights_by_task
-    calib_all = build_dataset(cfg.dataset.kind.value, root, "train", cfg.dataset.input_size, augment=False)
-    calib = Subset(calib_all, range(min(cfg.calibration_images, len(calib_all))))
+    calib = Subset(plain_train, range(min(cfg.calibration_images, len(plain_train))))
     names = [t.name for t in tasks]
+    eps = eps_to_unit(cfg.eps)
 
     def evaluate_arp(w: tuple[float, ...]) -> float:
         acfg = cfg.attack.copy()
         acfg.weights = weights_by_task(w, names)
         res = evaluate(model, calib, tasks, device, batch_size=cfg.dataset.eval_batch_size,
-                       attack=build_attack_from_config(acfg, eps=eps), eps=eps, progress=False)
+                       attack=build_attack_from_config(acfg, eps=eps), progress=False)
         return arp(res["clean"], res["attacked"], tasks)[0]
 
     if progress:
@@ -310,30 +316,32 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
               f"({', '.join(changed[:5])}{more})")
     _threads_for_launcher(cfg)
     record = _new_record(cfg, job)
-    extras: dict = {}
+    result: JobResult | None = None
     logger = make_logger(cfg.logger, job.dir, name=job.name, group=job.group, config=record["config"])
     try:
-        extras = execute(cfg, record, progress=progress)
+        device = resolve_device(cfg.device)
+        record["provenance"]["device"] = device_label(device)
+        result = execute(cfg, device, progress=progress)
+        record.update(result.record_fields)
         record["status"] = "done"
     except Exception as err:  # recorded, then re-raised for single runs
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"
-        (job.dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
-        (job.dir / "error.txt").write_text(traceback.format_exc())
+        atomic.write_text(job.dir / "error.txt", traceback.format_exc())
         if not job.multirun:
             raise
         print(f"job {job.name} failed: {record['error']}")
     finally:
         record["provenance"]["finished"] = records.now()
-        records.write_json_atomic(record_path, record)
+        atomic.write_json(record_path, record)
         try:
-            if record["status"] == "done":
-                logger.log_record(record, {t.name: dict(t.metrics) for t in extras["tasks"]})
-                logger.log_examples(extras["examples"], extras["eps"])
+            if result is not None:
+                logger.log_record(record, record["directions"])
+                logger.log_examples(result.examples, result.eps)
         finally:
             logger.finish(record["status"], record["error"])
         if job.sweep_dir is not None:
             update_results_table(job.sweep_dir)
-    if record["status"] == "done":
-        print(format_table(record, extras["tasks"]))
+    if result is not None:
+        print(format_table(record, result.tasks))
     return record

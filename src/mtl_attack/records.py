@@ -11,10 +11,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
+
+from . import atomic
+from .config import NEUTRAL_KEYS  # one list: job folder names and the resume's ignored keys
 
 RECORD_NAME = "record.json"
 SCHEMA_VERSION = 1
@@ -57,28 +59,12 @@ def package_versions() -> dict:
     return out
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file in the same folder, then rename (no half-written records)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_record(path: Path) -> dict:
     with open(path) as f:
         return json.load(f)
 
 
-# Top-level settings that do not change a job's results: a finished record made with other
-# values still counts (conf/config.yaml leaves them out of job folder names too).
-NEUTRAL_KEYS = ("force", "device", "cache_dir", "logger", "name")
+
 _ABSENT = object()  # a key missing on one side of config_changes
 
 
@@ -207,20 +193,7 @@ def gather(paths: Iterable[Path]):
 
 def write_table(df, path: Path) -> Path:
     """Save the results table as CSV (or parquet by suffix), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_csv(path, df)
 
 
 def load_table(path: Path):

@@ -32,15 +32,13 @@ import logging
 import math
 import os
 import re
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import records
+from . import atomic, records
 
 __all__ = [
     "OPTIMIZERS", "OBJECTIVES", "TASKS",
@@ -560,11 +558,11 @@ def _attack_pivot(part: pd.DataFrame, row_col: str, rows: Sequence[str], value: 
 
 def _metric_directions(columns: Iterable[str]) -> dict[str, dict[str, bool]]:
     """task -> {metric: higher_is_better} of the tasks whose clean_<task>_<metric> columns are present."""
-    from .tasks import get_tasks
+    from .data.registry import DATASETS, get_tasks
 
     columns = set(columns)
     present = [t for t in TASKS if any(c.startswith(f"clean_{t}_") for c in columns)]
-    for kind in ("nyuv2", "taskonomy"):
+    for kind in DATASETS:
         tasks = [t for t in get_tasks(kind) if t.name in present]
         if len(tasks) == len(present) and all(f"clean_{t.name}_{m}" in columns for t in tasks for m in t.metrics):
             return {t.name: dict(t.metrics) for t in tasks}
@@ -894,37 +892,16 @@ def _figure(width: float, height: float):
     return fig
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder, renamed onto ``path`` when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_figure(fig, path: Path) -> Path:
-    with _atomic(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(path)
+    return atomic.write_figure(path, fig, bbox_inches="tight")
 
 
 def _write_text(path: Path, text: str) -> Path:
-    with _atomic(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
+    return atomic.write_text(path, text)
 
 
-def _write_csv(df: pd.DataFrame, path: Path, **kw) -> Path:
-    with _atomic(path) as tmp:
-        df.to_csv(tmp, **kw)
-    return Path(path)
+def _write_csv(df: pd.DataFrame, path: Path, index: bool = True) -> Path:
+    return atomic.write_csv(path, df, index=index)
 
 
 def plot_arp_vs_eps(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:

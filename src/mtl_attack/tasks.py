@@ -35,11 +35,12 @@ __all__ = [
     "NORMAL_THRESHOLDS_DEG",
     "DEPTH_DELTA_THRESHOLDS",
     "DEPTH_PRED_FLOOR",
-    "TASK_ORDER",
-    "DATASET_KINDS",
     "Meter",
     "Task",
-    "get_tasks",
+    "segmentation_task",
+    "normal_task",
+    "depth_task",
+    "l1_task",
     "resize_nearest",
     "upsample_prediction",
     "segmentation_loss",
@@ -68,13 +69,6 @@ DEPTH_DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 DEPTH_PRED_FLOOR = 1e-8
 # Normalising a vector shorter than this leaves it (near) zero rather than NaN.
 _NORM_EPS = 1e-12
-
-TASK_ORDER = {
-    "nyuv2": ("segment_semantic", "normal", "depth_zbuffer"),
-    "taskonomy": ("segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture"),
-}
-DATASET_KINDS = tuple(TASK_ORDER)
-_SEG_CLASSES = {"nyuv2": 40, "taskonomy": 17}
 
 SEG_METRICS = {"miou": True, "pixel_acc": True}
 NORMAL_METRICS = {
@@ -502,13 +496,6 @@ class Task:
     meter: Callable[[], Meter]
 
 
-def _seg_loss_fn(class_weights: torch.Tensor | None):
-    def loss(pred, target, mask=None):
-        return segmentation_loss(pred, target, mask, class_weights)
-
-    return loss
-
-
 def _as_class_weights(weights, classes: int) -> torch.Tensor | None:
     if weights is None:
         return None
@@ -522,47 +509,48 @@ def _as_class_weights(weights, classes: int) -> torch.Tensor | None:
     return w
 
 
-def get_tasks(kind: str, seg_class_weights: Sequence[float] | torch.Tensor | None = None) -> list[Task]:
-    """The tasks of a dataset kind, in the fixed order.
+def _seg_loss_fn(class_weights: torch.Tensor | None):
+    def loss(pred, target, mask=None):
+        return segmentation_loss(pred, target, mask, class_weights)
 
-    kind: ``"nyuv2"`` (segment_semantic[40], normal, depth_zbuffer with the full
-    metric sets) or ``"taskonomy"`` (adds keypoints2d, edge_texture; segment_semantic
-    has 17 classes; every task's metric is its loss, ``{"loss": lower-better}``).
-    seg_class_weights: optional per-class weights for the segmentation cross-entropy
-    (the authors use Taskonomy's ``semseg_prior_factor.npy``; NYUv2 is unweighted).
+    return loss
+
+
+def _task(name: str, channels: int, loss, metrics: Mapping[str, bool], meter: Callable[[], Meter]) -> Task:
+    return Task(name=name, channels=channels, loss=loss, metrics=MappingProxyType(dict(metrics)), meter=meter)
+
+
+def _loss_task(name: str, channels: int, loss) -> Task:
+    """A task whose only metric is its own loss over the split (lower is better)."""
+    return _task(name, channels, loss, LOSS_METRICS, lambda: LossMeter(loss))
+
+
+def segmentation_task(classes: int, class_weights: Sequence[float] | torch.Tensor | None = None,
+                      name: str = "segment_semantic", loss_metric: bool = False) -> Task:
+    """Semantic segmentation over `classes` classes (255 ignored): cross-entropy, optionally class-weighted.
+
+    Metrics: mIoU and pixel accuracy in % (higher is better), or with `loss_metric` the loss itself.
     """
-    key = str(kind).lower()
-    if key not in TASK_ORDER:
-        raise ValueError(f"unknown dataset kind {kind!r}; valid kinds: {', '.join(DATASET_KINDS)}")
-    classes = _SEG_CLASSES[key]
-    cw = _as_class_weights(seg_class_weights, classes)
-    seg_loss = _seg_loss_fn(cw)
-    losses = {
-        "segment_semantic": seg_loss,
-        "normal": normal_loss,
-        "depth_zbuffer": l1_loss,
-        "keypoints2d": l1_loss,
-        "edge_texture": l1_loss,
-    }
-    channels = {"segment_semantic": classes, "normal": 3, "depth_zbuffer": 1, "keypoints2d": 1, "edge_texture": 1}
-    if key == "nyuv2":
-        metrics = {"segment_semantic": SEG_METRICS, "normal": NORMAL_METRICS, "depth_zbuffer": DEPTH_METRICS}
-        meters = {
-            "segment_semantic": lambda: SegmentationMeter(classes),
-            "normal": NormalMeter,
-            "depth_zbuffer": DepthMeter,
-        }
-    else:
-        metrics = {name: LOSS_METRICS for name in TASK_ORDER[key]}
-        meters = {name: (lambda fn=losses[name]: LossMeter(fn)) for name in TASK_ORDER[key]}
-    return [
-        Task(
-            name=name,
-            channels=channels[name],
-            loss=losses[name],
-            metrics=MappingProxyType(dict(metrics[name])),
-            meter=meters[name],
-        )
-        for name in TASK_ORDER[key]
-    ]
+    loss = _seg_loss_fn(_as_class_weights(class_weights, classes))
+    if loss_metric:
+        return _loss_task(name, classes, loss)
+    return _task(name, classes, loss, SEG_METRICS, lambda: SegmentationMeter(classes))
 
+
+def normal_task(name: str = "normal", loss_metric: bool = False) -> Task:
+    """Surface normals (3 channels): 1 - cos loss; angle metrics in degrees, or the loss itself."""
+    if loss_metric:
+        return _loss_task(name, 3, normal_loss)
+    return _task(name, 3, normal_loss, NORMAL_METRICS, NormalMeter)
+
+
+def depth_task(name: str = "depth_zbuffer", loss_metric: bool = False) -> Task:
+    """Depth (1 channel, metres): L1 loss; abs/rel error and delta thresholds, or the loss itself."""
+    if loss_metric:
+        return _loss_task(name, 1, l1_loss)
+    return _task(name, 1, l1_loss, DEPTH_METRICS, DepthMeter)
+
+
+def l1_task(name: str, channels: int = 1) -> Task:
+    """A regression map (e.g. keypoints2d, edge_texture) with L1 loss, scored by its loss."""
+    return _loss_task(name, channels, l1_loss)

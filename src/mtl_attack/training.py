@@ -9,7 +9,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
+from .data.registry import get_dataset
 from .models.build import MODEL_VERSION
 
 
@@ -20,30 +22,6 @@ def _batches(dataset, batch_size: int, seed: int, num_workers: int = 0) -> Itera
                         generator=gen, num_workers=num_workers)
     while True:
         yield from loader
-
-
-def out_of_memory_hint(setting: str, argument: str):
-    """Decorator: running out of device memory becomes a one-line RuntimeError naming the batch
-    size setting to lower and its current value (read from the call's `argument`, e.g. "cfg.batch_size")."""
-    import functools
-    import inspect
-
-    def wrap(fn):
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def guarded(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except torch.OutOfMemoryError as err:
-                bound = signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                name, _, attr = argument.partition(".")
-                value = getattr(bound.arguments[name], attr) if attr else bound.arguments[name]
-                raise RuntimeError(f"out of GPU memory at {setting}={value}; lower {setting} "
-                                   f"(e.g. {setting}={max(1, int(value) // 2)})") from err
-        return guarded
-    return wrap
 
 
 def multitask_loss(outputs: dict, batch: dict, tasks) -> tuple[torch.Tensor, dict[str, float]]:
@@ -84,7 +62,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     bar = tqdm(range(cfg.iterations), desc="adv-train" if adv else "train", disable=None if progress else True,
                leave=False)
     for it in bar:
-        batch = _to_device(next(batches), device)
+        batch = to_device(next(batches), device)
         parts = None
         if adv is None or adv["clean_step"]:
             loss, parts = multitask_loss(model(batch["image"]), batch, tasks)
@@ -162,83 +140,38 @@ def adversarial_settings(train_cfg) -> dict | None:
 
 
 def _training_attack(adv: dict, task_names: list[str]):
-    """The attack object of the settings (the preset's defaults: no random start, step eps/steps)."""
-    from .attacks import build_attack, preset_configs
+    """The attack object of the settings (the preset's defaults: no random start, step eps/steps);
+    with fat on, its PGD is FAT's early-stopped PGD. The attack holds eps ([0,1] units) as attack.eps."""
+    from .attacks import EarlyStop, build_attack, preset_configs
 
     preset = preset_configs()[adv["attack"]]
     if preset["target_task"] is not None and preset["target_task"] not in task_names:
         raise ValueError(f"train.adversarial.attack={adv['attack']!r} attacks {preset['target_task']}, "
                          f"which is not a task here; choose single_<task> with a task of {task_names}")
     options = {"target_task": preset["target_task"]} if preset["target_task"] else {}
+    early_stop = EarlyStop(tau=adv["fat_tau"], threshold=adv["fat_threshold"]) if adv["fat"] else None
     return build_attack(preset["optimizer"], preset["objective"], eps=adv["eps"] / 255.0, steps=adv["steps"],
-                        **options)
+                        early_stop=early_stop, **options)
 
 
 def adversarial_batch(attack, adv: dict, model, batch: dict, tasks) -> tuple[torch.Tensor, float]:
     """Adversarial images [B,3,H,W] in [0,1] for one training batch, and the mean attack steps per sample.
 
     The attack runs in eval mode (each module's mode is restored after) and leaves no
-    parameter gradients; with adv["fat"] it is FAT's early-stopped PGD.
+    parameter gradients; with adv["fat"] it is FAT's early-stopped PGD (built so by
+    :func:`_training_attack`), whose info gives the steps each sample took.
     """
-    from .evaluation import attack_inputs, check_adversarial
+    from .batches import attack_inputs, check_adversarial
 
     targets, losses = attack_inputs(batch, tasks)
     x = batch["image"]
-    eps = adv["eps"] / 255.0
     if adv["fat"]:
-        x_adv, steps = early_stopped_pgd(attack, model, x, targets, losses, adv["fat_tau"], adv["fat_threshold"])
-        mean_steps = steps.float().mean().item()
+        x_adv, info = attack(model, x, targets, losses, return_info=True)
+        mean_steps = info["runs"][0]["steps_taken"].float().mean().item()
     else:
         x_adv, mean_steps = attack(model, x, targets, losses), float(attack.steps)
-    check_adversarial(x, x_adv, eps)
+    check_adversarial(x, x_adv, attack.eps)
     return x_adv.detach(), mean_steps
-
-
-def fooled(losses: dict, clean: dict, tasks: list[str], threshold: float) -> torch.Tensor:
-    """FAT's stopping test for dense tasks, per sample [B] bool: the mean over `tasks` of the
-    relative loss increase (L_i(x') - L_i(x)) / L_i(x) reaches `threshold` (0.5: losses up 50%)."""
-    from .attacks import relative_increase
-
-    return relative_increase(losses, clean, tasks) / len(tasks) >= threshold
-
-
-def early_stopped_pgd(attack, model, images: torch.Tensor, targets: dict, losses: dict, tau: int,
-                      threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """FAT's early-stopped PGD-K-tau (Zhang et al. 2020) with `attack`'s objective, eps, steps and step size.
-
-    Before each step a sample that is :func:`fooled` spends one of its `tau` extra steps,
-    and stops once it has none left; stopped samples keep their iterate. images [B,3,H,W]
-    in [0,1]. Returns (adversarial images, steps taken per sample [B] int64).
-    """
-    from .attacks import AttackProblem, eval_mode
-
-    with eval_mode(model), torch.enable_grad():
-        problem = AttackProblem(model, images, targets, losses, attack.eps)
-        names = attack.objective.attacked_tasks(problem.tasks)
-        step = attack.step_size_rel * attack.eps
-        x = problem.clean
-        left = torch.full((x.shape[0],), int(tau), device=x.device)
-        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        taken = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        for _ in range(attack.steps):
-            direction, now = attack.objective.direction(problem, x)
-            hit = fooled(now, problem.clean_losses, names, threshold) & active
-            active &= ~(hit & (left <= 0))
-            left = torch.where(hit, left - 1, left)
-            if not active.any():
-                break
-            moved = problem.project(x + step * torch.sign(direction))
-            x = torch.where(active.reshape(-1, 1, 1, 1), moved, x).detach()
-            taken += active.long()
-    return problem.project(x).detach(), taken
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        "image": batch["image"].to(device, non_blocking=True),
-        "targets": {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()},
-        "masks": {k: v.to(device, non_blocking=True) for k, v in batch["masks"].items()},
-    }
 
 
 def model_key(cfg: DictConfig, layout) -> dict:
@@ -254,12 +187,12 @@ def model_key(cfg: DictConfig, layout) -> dict:
     key = {
         "dataset": {
             "name": ds.name,
-            "kind": ds.kind.value if hasattr(ds.kind, "value") else ds.kind,
-            "root": None if ds.get("synthetic") is not None else str(ds.root),
-            "synthetic": OmegaConf.to_container(ds.synthetic) if ds.get("synthetic") is not None else None,
+            "kind": get_dataset(ds.kind).name,
+            "root": None if ds.synthetic is not None else str(ds.root),
+            "synthetic": OmegaConf.to_container(ds.synthetic) if ds.synthetic is not None else None,
             "input_size": ds.input_size,
         },
-        "backbone": cfg.backbone.name.value if hasattr(cfg.backbone.name, "value") else cfg.backbone.name,
+        "backbone": cfg.backbone.name.value,
         "head_width": cfg.backbone.head_width,
         "layout": str(layout),
         "train": train,
@@ -316,7 +249,7 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
     cache lock and load. A damaged cached file is removed and retrained.
     Returns info: {"source": "checkpoint"|"cache"|"trained", "path", "train": train info or None}.
     """
-    user = cfg.get("model", {}).get("checkpoint") if cfg.get("model") is not None else None
+    user = cfg.model.checkpoint
     if user:
         ckpt = read_checkpoint(Path(user))
         load_state_checked(model, ckpt["state_dict"], user)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .config import ApgdMonitor, ApgdStart
+from .modes import ApgdMonitor, ApgdStart
 from .optimizers import Optimizer
 from .problem import monitor_value
 

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from .config import Precision
+from .modes import Precision
 from .objectives import Objective
 from .optimizers import Optimizer
 from .problem import AttackProblem, monitor_value
@@ -205,7 +205,9 @@ def _check_inputs(images, targets, losses, eps) -> None:
 class MultiTaskAttack:
     """An objective (tasks -> direction) driven by a single-task optimizer.
 
-    eps: L-infinity budget in [0,1] image units. rel_stepsize: step as a
+    eps: L-infinity budget in [0,1] image units, kept as the public attribute
+    ``attack.eps`` (the one place it is held: callers read it from here, e.g. to
+    check the result; ``attack(..., eps=...)`` overrides it for one call). rel_stepsize: step as a
     fraction of eps (None = the optimizer's default). random_start: None = the
     optimizer's default. restarts: runs from new random starts, keeping the
     per-sample best by the relative loss increase summed over the attacked
@@ -222,9 +224,11 @@ class MultiTaskAttack:
             raise ValueError(f"rel_stepsize must be > 0 (a fraction of eps) or None, got {rel_stepsize!r}")
         if not isinstance(restarts, int) or restarts < 1:
             raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or not 0 <= eps <= 1:
+            raise ValueError(f"eps must be in [0,1] image units, got {eps!r} (pixel units: divide by 255)")
         self.optimizer = optimizer
         self.objective = objective
-        self.eps = eps
+        self.eps = float(eps)
         self.steps = steps
         self.rel_stepsize = rel_stepsize
         self.random_start = optimizer.default_random_start if random_start is None else bool(random_start)

@@ -15,7 +15,8 @@ from typing import Any
 
 from .apgd import APGD
 from .attack import MultiTaskAttack
-from .config import AttackConfig, ObjectiveName, OptimizerName
+from .config import AttackConfig, OptimizerName
+from .early_stop import EarlyStop, EarlyStoppedPGD
 from .objectives import OBJECTIVES
 from .optimizers import FGSM, MIM, PGD, Optimizer
 from .saga import SAGA
@@ -62,20 +63,28 @@ def config_from_options(optimizer: str, objective: str, steps: int = 10, **optio
     return AttackConfig(**{k: _coerce(k, v) for k, v in values.items()})
 
 
-def build_attack(optimizer: str, objective: str, eps: float, steps: int = 10, **options: Any) -> MultiTaskAttack:
+def build_attack(optimizer: str, objective: str, eps: float, steps: int = 10, *,
+                 early_stop: EarlyStop | None = None, **options: Any) -> MultiTaskAttack:
     """An attack from names, without Hydra.
 
     optimizer: fgsm | pgd | mim | apgd | saga; objective: single | total |
-    signtotal | weightedtotal | wgd | dgba; eps in [0,1] image units; options
-    are the other :class:`AttackConfig` fields (target_task, rel_stepsize,
-    random_start, restarts, seed, fused, mim_decay, apgd_*, saga_*, wgd_variant, weights,
-    precision, channels_last, compile).
+    signtotal | weightedtotal | wgd | dgba; eps in [0,1] image units (kept as
+    ``attack.eps``); options are the other :class:`AttackConfig` fields (target_task,
+    a task name of the model's outputs, rel_stepsize, random_start, restarts, seed,
+    fused, mim_decay, apgd_*, saga_*, wgd_variant, weights, precision, channels_last,
+    compile). early_stop (optimizer pgd only): FAT's per-sample stopping rule
+    (:class:`EarlyStoppedPGD`).
     """
-    return build_attack_from_config(config_from_options(optimizer, objective, steps, **options), eps)
+    return build_attack_from_config(config_from_options(optimizer, objective, steps, **options), eps,
+                                    early_stop=early_stop)
 
 
-def build_attack_from_config(cfg: Any, eps: float) -> MultiTaskAttack:
-    """An attack from an :class:`AttackConfig` or a DictConfig with its fields; eps in [0,1] units."""
+def build_attack_from_config(cfg: Any, eps: float, *, early_stop: EarlyStop | None = None) -> MultiTaskAttack:
+    """An attack from an :class:`AttackConfig` or a DictConfig with its fields; eps in [0,1] units.
+
+    early_stop: PGD becomes FAT's early-stopped PGD (:class:`EarlyStoppedPGD`); other
+    optimizers refuse it.
+    """
     if not isinstance(cfg, AttackConfig):
         from omegaconf import DictConfig, OmegaConf
 
@@ -85,13 +94,21 @@ def build_attack_from_config(cfg: Any, eps: float) -> MultiTaskAttack:
     cfg = dataclasses.replace(cfg, **{k: _coerce(k, getattr(cfg, k)) for k in _FIELDS})
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or not 0 <= eps <= 1:
         raise ValueError(f"eps must be in [0,1] image units, got {eps!r} (pixel units: divide by 255)")
-    if cfg.objective is ObjectiveName.single and cfg.target_task is None:
-        raise ValueError("objective 'single' needs target_task (e.g. target_task='normal')")
-    if cfg.objective is not ObjectiveName.single and cfg.target_task is not None:
+    objective_cls = OBJECTIVES[cfg.objective.value]
+    if objective_cls.needs_task and cfg.target_task is None:
+        raise ValueError(f"objective {cfg.objective.value!r} needs target_task (e.g. target_task='normal')")
+    if not objective_cls.needs_task and cfg.target_task is not None:
         raise ValueError(f"target_task applies only to objective 'single', not {cfg.objective.value!r}; "
                          "leave it None")
-    optimizer = OPTIMIZERS[cfg.optimizer.value].from_config(cfg)
-    objective = OBJECTIVES[cfg.objective.value].from_config(cfg)
+    if early_stop is not None:
+        if not isinstance(early_stop, EarlyStop):
+            raise ValueError(f"early_stop must be an EarlyStop(tau, threshold) or None, got {early_stop!r}")
+        if cfg.optimizer is not OptimizerName.pgd:
+            raise ValueError(f"early_stop stops PGD samples early; use optimizer 'pgd', not {cfg.optimizer.value!r}")
+        optimizer = EarlyStoppedPGD(early_stop)
+    else:
+        optimizer = OPTIMIZERS[cfg.optimizer.value].from_config(cfg)
+    objective = objective_cls.from_config(cfg)
     return MultiTaskAttack(optimizer, objective, float(eps), steps=cfg.steps, rel_stepsize=cfg.rel_stepsize,
                            random_start=cfg.random_start, restarts=cfg.restarts, seed=cfg.seed,
                            precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile)

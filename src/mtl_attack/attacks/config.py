@@ -1,13 +1,17 @@
 """Typed attack configuration: one dataclass for Hydra and for :func:`build_attack`.
 
-Choices are Enums, so OmegaConf rejects an unknown optimizer, objective, task or
-mode at compose/merge time with a message naming the valid values. The Python
-API accepts the same fields as keyword arguments (strings for the Enums).
+Choices are Enums, so OmegaConf rejects an unknown optimizer, objective or mode
+at compose/merge time with a message naming the valid values. The objective
+names come from the objective table (:data:`~mtl_attack.attacks.objectives.OBJECTIVES`),
+so a new objective needs no entry here. Task names are plain strings: which
+tasks exist is the model's and the dataset's business, and Single-x checks its
+task against the attacked tasks at call time. The Python API accepts the same
+fields as keyword arguments (strings for the Enums).
 
 Units: ``eps`` is not a field here; the caller passes it to
 :func:`~mtl_attack.attacks.build_attack_from_config` in [0,1] image units
-(the Hydra config's ``eps`` is in pixel units out of 255). Step sizes are
-relative to eps.
+(the Hydra config's ``eps`` is in pixel units out of 255) and the attack keeps
+it as ``attack.eps``. Step sizes are relative to eps.
 """
 from __future__ import annotations
 
@@ -15,16 +19,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, Optional
 
+from .modes import ApgdMonitor, ApgdStart, Precision, WgdVariant
+from .objectives import OBJECTIVES
+
 __all__ = [
     "OptimizerName",
     "ObjectiveName",
-    "TaskName",
     "ApgdStart",
     "ApgdMonitor",
     "WgdVariant",
     "Precision",
     "AttackConfig",
-    "preset_configs",
 ]
 
 
@@ -38,63 +43,9 @@ class OptimizerName(Enum):
     saga = "saga"
 
 
-class ObjectiveName(Enum):
-    """Ways to turn the tasks' losses into one ascent direction."""
-
-    single = "single"
-    total = "total"
-    signtotal = "signtotal"
-    weightedtotal = "weightedtotal"
-    wgd = "wgd"
-    dgba = "dgba"
-
-
-class TaskName(Enum):
-    """Every task of both datasets (NYUv2 uses the first three)."""
-
-    segment_semantic = "segment_semantic"
-    normal = "normal"
-    depth_zbuffer = "depth_zbuffer"
-    keypoints2d = "keypoints2d"
-    edge_texture = "edge_texture"
-
-
-class ApgdStart(Enum):
-    """APGD start: the DGBA authors' (clean image, step eps/steps) or Croce and Hein's (random, 2*eps)."""
-
-    authors = "authors"
-    reference = "reference"
-
-
-class ApgdMonitor(Enum):
-    """What APGD monitors to adapt its step and keep the best point.
-
-    relative: sum over attacked tasks of (L_i(x') - L_i(x)) / L_i(x), per sample (paper Alg. 1).
-    absolute: sum over attacked tasks of L_i(x') (the authors' code for the non-DGBA baselines).
-    """
-
-    relative = "relative"
-    absolute = "absolute"
-
-
-class WgdVariant(Enum):
-    """WGD task weights: the paper's dynamic r_i(t) or the authors' code's static 1/L_i(x_0)."""
-
-    dynamic = "dynamic"
-    static = "static"
-
-
-class Precision(Enum):
-    """Arithmetic of the attack's forward and backward passes (the iterates stay fp32).
-
-    fp32: strict IEEE fp32 (CUDA TF32 off for matmuls and cuDNN convolutions).
-    tf32: TF32 matmuls and convolutions on GPUs that have it (identical to fp32 on a CPU).
-    bf16: the model runs under bf16 autocast; its outputs and the losses are fp32.
-    """
-
-    fp32 = "fp32"
-    tf32 = "tf32"
-    bf16 = "bf16"
+# Ways to turn the tasks' losses into one ascent direction: one member per entry of
+# the objective table, in its order.
+ObjectiveName = Enum("ObjectiveName", {name: name for name in OBJECTIVES}, module=__name__)
 
 
 @dataclass
@@ -107,8 +58,9 @@ class AttackConfig:
 
     optimizer: OptimizerName = OptimizerName.pgd
     objective: ObjectiveName = ObjectiveName.dgba
-    # The attacked task of objective=single (must be None for the others).
-    target_task: Optional[TaskName] = None
+    # The attacked task of objective=single, a task name of the model's outputs (must be
+    # None for the other objectives); checked against the attacked tasks at call time.
+    target_task: Optional[str] = None
     # Iterations (FGSM always takes one step).
     steps: int = 10
     # Step size as a fraction of eps; None = the optimizer's default
@@ -148,22 +100,3 @@ class AttackConfig:
     precision: Precision = Precision.fp32
     channels_last: bool = False
     compile: bool = False
-
-
-_SINGLE_TASKS = tuple(t.value for t in TaskName)
-
-
-def preset_configs() -> dict[str, dict]:
-    """The conf/attack presets: name -> fields (optimizer, objective, target_task).
-
-    One per objective x optimizer, named ``<objective>_<optimizer>``; Single-x is
-    ``single_<task>_<optimizer>`` for every task of both datasets.
-    """
-    presets: dict[str, dict] = {}
-    for opt in OptimizerName:
-        for obj in ObjectiveName:
-            targets = _SINGLE_TASKS if obj is ObjectiveName.single else (None,)
-            for task in targets:
-                name = f"single_{task}_{opt.value}" if task else f"{obj.value}_{opt.value}"
-                presets[name] = {"optimizer": opt.value, "objective": obj.value, "target_task": task}
-    return presets

@@ -28,13 +28,16 @@ denominator; non-finite gradient entries become 0, so no direction holds NaN/inf
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from .config import AttackConfig, ObjectiveName, WgdVariant
+from .modes import WgdVariant
 from .problem import AttackProblem, safe_loss
+
+if TYPE_CHECKING:  # the config's objective names derive from OBJECTIVES below
+    from .config import AttackConfig
 
 __all__ = [
     "Objective",
@@ -65,6 +68,9 @@ class Objective(ABC):
     """Maps the tasks' losses at an iterate to an ascent direction (see module docstring)."""
 
     name: str = ""
+    # Whether the objective attacks one named task (``target_task``); the presets then
+    # have one entry per task (``single_<task>_<optimizer>``).
+    needs_task: bool = False
 
     def attacked_tasks(self, tasks: Sequence[str]) -> list[str]:
         """The tasks this objective attacks (APGD monitors these)."""
@@ -137,11 +143,13 @@ class SingleTask(LinearObjective):
     """Single-x: the gradient of task x's loss only."""
 
     name = "single"
+    needs_task = True
 
     def __init__(self, task: str, fused: bool = True):
         super().__init__(fused)
-        if not task:
-            raise ValueError("objective 'single' needs target_task (e.g. target_task='normal')")
+        if not task or not isinstance(task, str):
+            raise ValueError(f"objective 'single' needs target_task, a task name (e.g. target_task='normal'), "
+                             f"got {task!r}")
         self.task = task
 
     def attacked_tasks(self, tasks):
@@ -156,8 +164,7 @@ class SingleTask(LinearObjective):
 
     @classmethod
     def from_config(cls, cfg):
-        task = cfg.target_task.value if cfg.target_task is not None else None
-        return cls(task, fused=cfg.fused)
+        return cls(cfg.target_task, fused=cfg.fused)
 
 
 class Total(LinearObjective):
@@ -269,12 +276,8 @@ class SignTotal(Objective):
         return parts, losses
 
 
-# Name -> class: the config's ObjectiveName values index this table.
+# Name -> class, the one list of objectives: the config's ObjectiveName, build_attack and
+# the Hydra presets all derive from it, so a new objective is a class plus an entry here.
 OBJECTIVES: dict[str, type[Objective]] = {
-    ObjectiveName.single.value: SingleTask,
-    ObjectiveName.total.value: Total,
-    ObjectiveName.signtotal.value: SignTotal,
-    ObjectiveName.weightedtotal.value: WeightedTotal,
-    ObjectiveName.wgd.value: WGD,
-    ObjectiveName.dgba.value: DGBA,
+    cls.name: cls for cls in (SingleTask, Total, SignTotal, WeightedTotal, WGD, DGBA)
 }

@@ -30,53 +30,16 @@ generator (which DataLoader seeds per worker).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from . import formats
+from .registry import get_dataset
 
 SEG = "segment_semantic"
-NYUV2_TASKS = ("segment_semantic", "normal", "depth_zbuffer")
-TASKONOMY_TASKS = NYUV2_TASKS + ("keypoints2d", "edge_texture")
 SCALE_RANGE = (0.5, 1.5)
-TASKONOMY_BASE_RATIO = 256 / 224  # authors: pre-resize to 256, crop/test 224
-
-
-@dataclass(frozen=True)
-class DatasetKind:
-    """What differs between the two on-disk datasets."""
-
-    name: str
-    tasks: tuple[str, ...]
-    default_input_size: int
-    base_ratio: float | None  # square pre-resize as a multiple of input_size, None = none
-    read: Callable[[str, list, str, str], dict]  # (root, paths, split, source) -> decoded numpy dict
-    has_class_weights: bool
-
-
-def _read_nyuv2(root: str, paths: list, split: str, source: str) -> dict:
-    return formats.read_nyuv2_sample(root, paths, source)
-
-
-# A module-level table (no lambdas) so datasets pickle into spawned DataLoader workers.
-KINDS: dict[str, DatasetKind] = {
-    "nyuv2": DatasetKind("nyuv2", NYUV2_TASKS, 321, None, _read_nyuv2, False),
-    "taskonomy": DatasetKind(
-        "taskonomy", TASKONOMY_TASKS, 224, TASKONOMY_BASE_RATIO, formats.read_taskonomy_sample, True
-    ),
-}
-
-
-def get_kind(kind: str) -> DatasetKind:
-    """The :class:`DatasetKind` named ``kind`` ("nyuv2" or "taskonomy")."""
-    if kind not in KINDS:
-        raise ValueError(f"dataset kind {kind!r} is unknown; use one of {sorted(KINDS)}")
-    return KINDS[kind]
 
 
 # --------------------------------------------------------------------------- geometry (pure)
@@ -228,7 +191,7 @@ class MultiTaskDataset(Dataset):
         seed: int | None = None,
         negate_normal_x_on_flip: bool = True,
     ) -> None:
-        self.kind = get_kind(kind)
+        self.kind = get_dataset(kind)
         root = os.path.abspath(os.path.expanduser(str(root)))
         json_name = formats.split_json_path(root, kind)
         if not os.path.isdir(root):
@@ -251,9 +214,9 @@ class MultiTaskDataset(Dataset):
         self.augment = bool(augment)
         self.seed = seed
         self.negate_normal_x_on_flip = bool(negate_normal_x_on_flip)
-        self.tasks = self.kind.tasks
+        self.tasks = self.kind.task_names
         self.source = f"{json_name} ({split})"
-        self.class_weights = torch.from_numpy(formats.read_semseg_prior(root)) if self.kind.has_class_weights else None
+        self.class_weights = None if self.kind.class_weights is None else torch.from_numpy(self.kind.class_weights(root))
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -1,6 +1,6 @@
 """On-disk formats of NYUv2 (AdaShare's copy) and Tiny-Taskonomy.
 
-Pure numpy encoders/decoders, atomic writers (used by the synthetic renderer)
+Pure numpy encoders/decoders, writers (atomic, used by the synthetic renderer)
 and validating readers (used by :mod:`mtl_attack.data.datasets`).
 
 Layout written here (and read from a user's copy of the real data)::
@@ -67,11 +67,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .. import atomic
 
 IGNORE_LABEL = 255
 
@@ -184,20 +185,6 @@ def decode_clipped_16bit(raw: np.ndarray, vmax: float) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
@@ -270,7 +257,7 @@ def write_nyuv2_sample(
         _npy_bytes(depth.astype(np.float32)),
     ]
     for r, data in zip(rel, payloads):
-        _atomic_write_bytes(os.path.join(root, r), data)
+        atomic.write_bytes(os.path.join(root, r), data)
     return rel
 
 
@@ -317,7 +304,7 @@ def write_taskonomy_sample(
         _png_bytes(encode_clipped_16bit(edges, EDGES_MAX)),
     ]
     for r, data in zip(rel, payloads):
-        _atomic_write_bytes(os.path.join(root, r), data)
+        atomic.write_bytes(os.path.join(root, r), data)
     return rel
 
 
@@ -363,7 +350,7 @@ def write_split_json(root: str, kind: str, splits: Mapping[str, Sequence[Sequenc
     for k in keys:
         _check_entries(name, k, data[k], n_paths)
     path = os.path.join(root, name)
-    _atomic_write_bytes(path, json.dumps(data, indent=1).encode())
+    atomic.write_bytes(path, json.dumps(data, indent=1).encode())
     return path
 
 
@@ -391,7 +378,7 @@ def write_semseg_prior(root: str, weights: Sequence[float]) -> str:
     if w.shape != (TASKONOMY_NUM_CLASSES,) or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"semseg prior must be {TASKONOMY_NUM_CLASSES} finite non-negative weights, got shape {list(w.shape)}")
     path = os.path.join(root, SEMSEG_PRIOR)
-    _atomic_write_bytes(path, _npy_bytes(w))
+    atomic.write_bytes(path, _npy_bytes(w))
     return path
 
 

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_write_bytes, atomic_write_text, build_once, content_key
+from .. import atomic
+from ..cache import build_once, content_key
 
 __all__ = [
     "RENDERER_VERSION",
@@ -870,7 +871,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
             "n_test_small": int(n_test_small) if kind == "taskonomy" else None, "height": int(height),
             "width": int(width), "seed": int(seed), "classes": list(_CLASSES[kind]),
             "train_pixels_per_class": counts.tolist()}
-    atomic_write_text(root / "synthetic.json", json.dumps(meta, indent=1))
+    atomic.write_text(root / "synthetic.json", json.dumps(meta, indent=1))
     return root
 
 
@@ -1023,7 +1024,7 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic.write_bytes(path, buf.getvalue())
 
 
 def _read_root_samples(root: Path, n: int) -> list[dict]:

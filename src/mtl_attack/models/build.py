@@ -24,16 +24,16 @@ def _value(x):
 
 def resolve_layout(cfg: DictConfig, num_tasks: int) -> Layout:
     """The layout named by `layout.spec`, `layout.index` or `layout.preset` (in that precedence)."""
-    if cfg.get("spec") is not None and cfg.get("index") is not None:
+    if cfg.spec is not None and cfg.index is not None:
         raise ValueError("set either layout.spec or layout.index, not both")
-    if cfg.get("spec") is not None:
+    if cfg.spec is not None:
         spec = cfg.spec
         if not isinstance(spec, str):
             from omegaconf import OmegaConf
 
             spec = OmegaConf.to_container(spec)
         return parse_layout(spec, num_tasks)
-    if cfg.get("index") is not None:
+    if cfg.index is not None:
         return layout_by_index(num_tasks, int(cfg.index))
     preset = _value(cfg.preset)
     if preset == "all_shared":

@@ -1,0 +1,75 @@
+"""A job's parts from its config: data splits, tasks, layout and the trained model.
+
+:func:`prepare` is the one way from a composed config to these parts; the job
+pipeline, the benchmark, the `mtl-attack` command and the tests all use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from .data.build import build_splits, plain_train_split, prepare_root
+from .data.registry import get_tasks
+from .models.build import build_model, resolve_layout
+from .models.layout import Layout
+from .training import train_or_load
+
+__all__ = ["Parts", "resolve_device", "prepare", "trained_model"]
+
+
+@dataclass
+class Parts:
+    """What a job works on. `model` is None when :func:`prepare` was asked for data only.
+
+    root: the data folder; train: the augmented train split; test: the (limited) test split;
+    tasks: the dataset's tasks in order; layout: the TreeMTL layout; model: in eval mode on
+    `device`; source: where its weights came from ({"source", "path", "train"}).
+    """
+
+    cfg: DictConfig
+    device: torch.device
+    root: Path
+    train: object
+    test: object
+    tasks: list
+    layout: Layout | None = None
+    model: torch.nn.Module | None = None
+    source: dict | None = None
+
+    def plain_train(self):
+        """The train split without augmentation (trivial predictors, WeightedTotal's calibration)."""
+        return plain_train_split(self.cfg.dataset, self.root)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks the GPU when there is one; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def trained_model(cfg: DictConfig, layout: Layout, tasks, train, device: torch.device,
+                  progress: bool = True) -> tuple[torch.nn.Module, dict]:
+    """The TreeMTL model of `layout`, trained or loaded (cache or model.checkpoint), in eval mode on `device`."""
+    model = build_model(cfg.backbone.name.value, layout, tasks, cfg.backbone.head_width, cfg.seed,
+                        Path(cfg.cache_dir))
+    source = train_or_load(model, cfg, layout, tasks, train, device, progress=progress)
+    return model.to(device).eval(), source
+
+
+def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool = True,
+            with_model: bool = True) -> Parts:
+    """The job's parts: render or open the data, make the tasks, resolve the layout and
+    (with_model) train or load the model. device: None = `cfg.device` resolved."""
+    device = resolve_device(cfg.device) if device is None else device
+    root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
+    train, test = build_splits(cfg.dataset, root)
+    tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
+    layout = resolve_layout(cfg.layout, len(tasks))
+    parts = Parts(cfg, device, root, train, test, tasks, layout)
+    if with_model:
+        parts.model, parts.source = trained_model(cfg, layout, tasks, train, device, progress)
+    return parts
