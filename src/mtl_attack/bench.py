@@ -41,10 +41,11 @@ from .attacks import build_attack
 from .attacks.attack import as_precision, compile_model, eval_mode, execution
 from .attacks.config import OptimizerName, Precision
 from .batches import attack_inputs
+from .config import eps_to_unit
+from .data.registry import get_tasks
 from .models.layout import all_shared, independent, layout_by_index
 from .models.tree import TreeMTLModel
 from .scores import arp
-from .data.registry import get_tasks
 
 __all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_table", "relative_difference",
            "arp_agreement", "arp_check", "write_json", "ARP_TOLERANCE"]
@@ -212,7 +213,7 @@ class _Setting:
         self.x = batch["image"]
         self.targets, self.losses = attack_inputs(batch, tasks)
         self.spec = spec
-        self.eps = spec.eps / 255.0
+        self.eps = eps_to_unit(spec.eps)
 
     def _total(self, forward, x):
         out = forward(x)
@@ -595,7 +596,7 @@ def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, 
     from torch.utils.data import Subset
 
     from .attacks import build_attack_from_config
-    from .config import compose, eps_to_unit
+    from .config import compose
     from .evaluation import evaluate
     from .parts import prepare
 

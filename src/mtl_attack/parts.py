@@ -6,6 +6,7 @@ pipeline, the benchmark, the `mtl-attack` command and the tests all use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -39,8 +40,9 @@ class Parts:
     model: torch.nn.Module | None = None
     source: dict | None = None
 
+    @cached_property
     def plain_train(self):
-        """The train split without augmentation (trivial predictors, WeightedTotal's calibration)."""
+        """The train split without augmentation (trivial predictors, WeightedTotal's calibration), opened once."""
         return plain_train_split(self.cfg.dataset, self.root)
 
 

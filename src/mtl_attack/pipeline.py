@@ -211,7 +211,7 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> Job
     eps = eps_to_unit(cfg.eps)
     if cfg.attack.objective.value == "weightedtotal" and not cfg.attack.weights:
         t0 = time.perf_counter()
-        weights, table = calibrate_weights(cfg, crafting, parts.plain_train(), tasks, device, progress)
+        weights, table = calibrate_weights(cfg, crafting, parts.plain_train, tasks, device, progress)
         timings["weight_search_s"] = time.perf_counter() - t0
         fields["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
                                    "best": weights, "grid": table}
@@ -226,7 +226,7 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> Job
     timings.update(result["timings"])
 
     # Fitted on un-augmented train images, so the baseline is the same in every run.
-    const = ConstantModel(constant_predictions(parts.plain_train(), tasks))
+    const = ConstantModel(constant_predictions(parts.plain_train, tasks))
     trivial = evaluate(const, parts.test, tasks, torch.device("cpu"), batch_size=64, progress=False)["clean"]
     overall, per_task = arp(result["clean"], result["attacked"], tasks)
     fields["directions"] = {t.name: dict(t.metrics) for t in tasks}

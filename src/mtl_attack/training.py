@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
+from .config import eps_to_unit
 from .data.registry import get_dataset
 from .models.build import MODEL_VERSION
 
@@ -150,7 +151,7 @@ def _training_attack(adv: dict, task_names: list[str]):
                          f"which is not a task here; choose single_<task> with a task of {task_names}")
     options = {"target_task": preset["target_task"]} if preset["target_task"] else {}
     early_stop = EarlyStop(tau=adv["fat_tau"], threshold=adv["fat_threshold"]) if adv["fat"] else None
-    return build_attack(preset["optimizer"], preset["objective"], eps=adv["eps"] / 255.0, steps=adv["steps"],
+    return build_attack(preset["optimizer"], preset["objective"], eps=eps_to_unit(adv["eps"]), steps=adv["steps"],
                         early_stop=early_stop, **options)
 
 
