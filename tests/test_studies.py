@@ -1,5 +1,8 @@
 """Beyond clean models: adversarial training, black-box transfer, transferability (paper Secs. 4.3, 5, E.3)."""
 import math
+
+import numpy as np
+import pandas as pd
 from pathlib import Path
 
 import pytest
@@ -338,9 +341,73 @@ def test_write_report_draws_the_studies(studies, tmp_path):
 def test_study_bars_draw_one_bar_per_cell(studies):
     """The bar heights are the table's cells: one panel per optimizer, rows on x, NaN cells empty."""
     table = report.transfer_table(studies, eps=4)  # BB IND, BB #41, WB AS x PGD (Total, DGBA)
-    fig = report._bar_figure(table.T, list(table.index), "ARP (%)", None)
+    fig = report.plots.bar_figure(table.T, list(table.index), "ARP (%)")
     (ax,) = [a for a in fig.axes if a.get_title() == "PGD"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["BB IND", "BB #41", "WB AS"]
     heights = [b.get_height() for b in ax.patches]  # Total's bars, then DGBA's, in row order
     assert heights[0] == 26.0 and math.isnan(heights[1]) and math.isnan(heights[2])  # Total: IND only
     assert heights[3:] == [25.0, 43.0, 70.0]
+
+
+def _own_record(train_attack, seg, depth, directions, dataset="mine"):
+    """A user's dataset outside the dataset table: tasks "seg" (mIoU) and "depth_fine" (abs_err)."""
+    job = f"{dataset},{train_attack}"
+    rec = {
+        "status": "done", "job": {"name": job, "dir": f"/sweep/{job}"},
+        "config": {"dataset": {"name": dataset}, "backbone": {"name": "mine"}, "eps": 8.0, "seed": 0},
+        "model": {"label": "AS", "train_attack": train_attack},
+        "attack": {"name": "total_pgd", "optimizer": "pgd", "objective": "total", "eps": 8.0},
+        "metrics": {"clean": {"seg": {"miou": seg}, "depth_fine": {"abs_err": depth}}},
+        "arp": {"overall": 10.0, "per_task": {"seg": 10.0, "depth_fine": 10.0}},
+    }
+    if directions is not None:
+        rec["directions"] = directions
+    return rec
+
+
+def test_metric_directions_come_from_the_records(tmp_path):
+    """Directions are read from the record (higher_<task>_<metric>), not guessed: a task "depth_fine"
+    whose abs_err is lower-better, beside a "seg" task; the table round-trips through CSV."""
+    directions = {"seg": {"miou": True}, "depth_fine": {"abs_err": False}}
+    for i, (train, seg, depth) in enumerate([(None, 40.0, 0.5), ("total_pgd", 30.0, 0.6)]):
+        atomic.write_json(tmp_path / "s" / str(i) / records.RECORD_NAME, _own_record(train, seg, depth, directions))
+    rows = report.load_results([tmp_path / "s"])
+    assert rows["higher_seg_miou"].tolist() == [True, True] and rows["higher_depth_fine_abs_err"].tolist() == [False] * 2
+    table = records.write_table(rows, tmp_path / "results.csv")
+    for source in (rows, report.load_results([table])):
+        assert report.metric_directions(source) == directions
+        acc = report.adversarial_accuracy_table(source)
+        # seg: 40 -> 30 is a 25% drop; depth: 0.5 -> 0.6 (lower is better) a 20% drop
+        assert acc.loc["PGD Total", ["ARP seg", "ARP depth_fine", "ARP"]].tolist() == pytest.approx([25, 20, 22.5])
+
+
+def test_metric_directions_of_old_tables(studies, tmp_path):
+    """Tables without higher_ columns fall back to the dataset table of their dataset config; a
+    dataset the table does not know stops with a one-line error naming the fix."""
+    assert not any(c.startswith("higher_") for c in studies.columns)
+    assert report.metric_directions(studies) == {t: {m: hi for m, (_, hi) in ms.items()} for t, ms in METRICS.items()}
+    for i, train in enumerate([None, "total_pgd"]):
+        atomic.write_json(tmp_path / "s" / str(i) / records.RECORD_NAME, _own_record(train, 40.0, 0.5, None))
+    with pytest.raises(ValueError, match=r"no higher_<task>_<metric> columns and unknown dataset 'mine'.*re-gather"):
+        report.adversarial_accuracy_table(report.load_results([tmp_path / "s"]))
+
+
+def test_studies_are_declared_once_and_skipped_without_rows(studies, tmp_path):
+    """Each study is one declaration; a setting without a study's rows has no case of it."""
+    assert [s.name for s in report.STUDIES] == ["adversarial training", "black-box transfer", "transferability",
+                                                "attacks on clean models"]
+    clean = studies[(studies["threat"] == "white-box") & studies["train_attack"].isna()]
+    names = {p.name for p in report.write_report(clean[clean["eps"] == 8.0], tmp_path / "r")}
+    assert names == {"table_arp_eps8.md", "table_arp_eps8.csv", "per_task_arp_eps8.csv", "per_task_arp_eps8.png",
+                     "report.md"}
+
+
+def test_one_markdown_renderer_for_every_table():
+    """Numbers to two decimals, text as it is, NaN and None as "-", bold marks, chosen headers."""
+    table = pd.DataFrame({"a": [1.234, np.nan], "b": ["x:y", None]}, index=pd.Index(["r|1", "r2"], name="row"))
+    marks = pd.DataFrame({"a": [True, False], "b": [False, False]}, index=table.index)
+    assert report.to_markdown(table, marks, headers=["A", "B"]) == (
+        "| row | A | B |\n|---|---:|---:|\n| r\\|1 | **1.23** | x:y |\n| r2 | - | - |\n")
+    table.attrs["params_paper_M"] = {"r2": 21.28}
+    assert report.to_markdown(table).splitlines()[3] == "| r2 | 21.28 | - | - |"
+    assert "#Params" not in report.to_markdown(table, params={})

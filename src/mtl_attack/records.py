@@ -107,7 +107,8 @@ def flatten(record: dict) -> dict:
     and train_attack_eps (adversarial training; empty for clean training), threat
     ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
     and finished (provenance), arp (overall), arp_<task>, clean_<task>_<metric>,
-    attacked_<task>_<metric>, params_paper_M, attack_s, total_s.
+    attacked_<task>_<metric>, higher_<task>_<metric> (True when higher is better, from the
+    record's directions), params_paper_M, attack_s, total_s.
     """
     cfg = record.get("config", {})
     att = record.get("attack", {})
@@ -151,6 +152,9 @@ def flatten(record: dict) -> dict:
         for task, metrics in ((record.get("metrics") or {}).get(which) or {}).items():
             for name, value in metrics.items():
                 row[f"{which}_{task}_{name}"] = value
+    for task, metrics in (record.get("directions") or {}).items():
+        for name, higher in metrics.items():
+            row[f"higher_{task}_{name}"] = bool(higher)
     for name, value in (record.get("timings") or {}).items():
         row[name] = value
     return row

@@ -1,0 +1,230 @@
+"""Reading results into the report: loading tables and records, the normalised attack keys,
+and each task metric's direction.
+
+Input is the results table of :mod:`mtl_attack.records` (one row per job record).
+Only rows with ``status == "done"`` enter tables and figures.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .. import records
+from ..data import registry
+from .labels import NO_TRAIN_ATTACK, OBJECTIVES, OPTIMIZERS
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def load_results(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """All rows from sweep folders / record.json files and results tables (.csv/.parquet), concatenated.
+
+    A job (same ``job_dir``) found more than once is kept once (the last one read).
+    Failed rows are kept (see :func:`done_rows`); tables and figures skip them.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no inputs; pass sweep folders, record.json files or a results table (.csv/.parquet)")
+    frames = []
+    record_paths = []
+    for p in paths:
+        if p.is_file() and p.suffix in TABLE_SUFFIXES:
+            frames.append(records.load_table(p))
+        elif p.is_file() and p.name != records.RECORD_NAME:
+            raise ValueError(f"{p}: expected a sweep folder, a {records.RECORD_NAME} or a results table "
+                             f"ending in {' or '.join(TABLE_SUFFIXES)}")
+        else:
+            record_paths.append(p)  # find_records raises FileNotFoundError for missing paths
+    if record_paths:
+        found = records.find_records(record_paths)
+        if not found:
+            raise FileNotFoundError(f"no {records.RECORD_NAME} under {', '.join(map(str, record_paths))}; "
+                                    f"did the sweep run, or is the folder wrong?")
+        frames.append(records.gather(found))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise ValueError(f"no results in {', '.join(map(str, paths))}")
+    out = pd.concat(frames, ignore_index=True, sort=False)
+    if "job_dir" in out.columns:
+        # One job folder holds one record: the same job seen via a folder and a table counts once.
+        named = out["job_dir"].notna() & (out["job_dir"].astype(str) != "")
+        out = out[~(named & out.duplicated("job_dir", keep="last"))].reset_index(drop=True)
+    return out
+
+
+def done_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with status "done" (all rows if the table has no status column)."""
+    if "status" not in df.columns:
+        return df
+    return df[df["status"] == "done"]
+
+
+def status_note(df: pd.DataFrame) -> str:
+    """One line: how many rows are done and how many were left out (with a few job names)."""
+    done = done_rows(df)
+    left = df.drop(index=done.index)
+    line = f"{len(df)} results: {len(done)} done"
+    if len(left):
+        states = left["status"].fillna("no status").astype(str).value_counts()
+        jobs = left["job"].dropna().astype(str).tolist()[:3] if "job" in left.columns else []
+        more = ", ..." if len(left) > len(jobs) and jobs else ""
+        line += (", " + ", ".join(f"{n} {s}" for s, n in states.items())
+                 + " (left out of tables and figures" + (f": {', '.join(jobs)}{more}" if jobs else "") + ")")
+    return line
+
+
+# ---------------------------------------------------------------- keys
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _objective_key(row: pd.Series) -> str | None:
+    """Objective key as in :data:`OBJECTIVES`; Single-x becomes ``single_<task>``."""
+    obj = row.get("objective")
+    opt = row.get("optimizer")
+    attack = row.get("attack")
+    attack = None if _is_missing(attack) else str(attack)
+    if _is_missing(obj) and attack and not _is_missing(opt) and attack.endswith(f"_{opt}"):
+        obj = attack[: -len(opt) - 1]
+        obj = "single" if obj.startswith("single_") and obj not in OBJECTIVES else obj
+    if _is_missing(obj):
+        return None
+    obj = str(obj)
+    if obj != "single":
+        return obj
+    target = row.get("target_task")
+    if _is_missing(target) and attack and attack.startswith("single_"):
+        # preset names are single_<task>_<optimizer>
+        rest = attack[len("single_"):]
+        if not _is_missing(opt) and rest.endswith(f"_{opt}"):
+            target = rest[: -len(opt) - 1]
+    return f"single_{target}" if not _is_missing(target) else "single"
+
+
+def _optimizer_key(row: pd.Series) -> str | None:
+    opt = row.get("optimizer")
+    if not _is_missing(opt):
+        return str(opt)
+    attack = row.get("attack")
+    if _is_missing(attack):
+        return None
+    tail = str(attack).rsplit("_", 1)[-1]
+    return tail if tail in OPTIMIZERS else None
+
+
+def _model_key(row: pd.Series) -> str | None:
+    """The model's short label; falls back to ``#<layout_index>``, then the layout string."""
+    for col, fmt in (("model", "{}"), ("layout_index", "#{:.0f}"), ("layout", "{}")):
+        value = row.get(col)
+        if not _is_missing(value):
+            return fmt.format(value)
+    return None
+
+
+def _study_model_key(row: pd.Series) -> str | None:
+    base = row.get("base_model")
+    if _is_missing(base):
+        return None
+    label = str(base)
+    if row.get("train_attack") not in (None, NO_TRAIN_ATTACK) and not _is_missing(row.get("train_attack")):
+        label += f" [AT {row['train_attack']}]"
+    if row.get("threat") == "black-box":
+        label += f" [from {row.get('surrogate')}]"
+    return label
+
+
+def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """Done rows with normalized ``model``, ``optimizer``, ``objective`` keys and float ``eps``.
+
+    ``objective`` is ``single_<task>`` for Single-x (from a ``target_task`` column,
+    else from the attack name ``single_<task>_<optimizer>``). ``base_model`` is the
+    model's label (AS, IND, #k); ``train_attack`` is the adversarial-training attack
+    ("none" for clean training), ``threat`` "white-box" or "black-box". ``model`` is
+    ``base_model`` plus " [AT <train_attack>]" for adversarially trained models and
+    " [from <surrogate>]" for black-box targets, so those stay separate rows.
+    """
+    out = done_rows(df).copy()
+    if out.empty:
+        raise ValueError("no finished (status done) results to report; check the sweep's record.json files")
+    out["optimizer"] = out.apply(_optimizer_key, axis=1)
+    out["objective"] = out.apply(_objective_key, axis=1)
+    if "base_model" not in out.columns:
+        out["base_model"] = out.apply(_model_key, axis=1)
+    out["train_attack"] = (out["train_attack"].where(out["train_attack"].notna(), NO_TRAIN_ATTACK).astype(str)
+                           if "train_attack" in out.columns else NO_TRAIN_ATTACK)
+    out["threat"] = (out["threat"].where(out["threat"].notna(), "white-box").astype(str)
+                     if "threat" in out.columns else "white-box")
+    if "surrogate" not in out.columns:
+        out["surrogate"] = None
+    # Adversarially trained models and black-box targets are other rows than the clean white-box model.
+    out["model"] = out.apply(_study_model_key, axis=1)
+    for col in ("optimizer", "objective", "model"):
+        bad = out[col].isna()
+        if bad.any():
+            job = out.loc[bad, "job"].iloc[0] if "job" in out.columns else out.index[bad][0]
+            raise ValueError(f"{bad.sum()} results have no {col} (e.g. {job}); the records lack it, re-gather them")
+    if "eps" not in out.columns or out["eps"].isna().any():
+        raise ValueError("some results have no eps; every record needs config.eps (pixel units out of 255)")
+    out["eps"] = out["eps"].astype(float)
+    for col in ("dataset", "backbone"):
+        if col not in out.columns:
+            out[col] = None
+    return out
+
+
+# ---------------------------------------------------------------- directions
+
+def metric_directions(rows: pd.DataFrame) -> dict[str, dict[str, bool]]:
+    """task -> {metric: higher_is_better} of the rows' tasks, in task order.
+
+    Read from the ``higher_<task>_<metric>`` columns the records carry (the tasks are
+    those of the ``arp_<task>`` columns). Tables written before those columns existed
+    fall back to the dataset table (:func:`mtl_attack.data.registry.metric_directions`)
+    of the rows' one dataset config, keeping the tasks whose clean metrics are all present.
+    """
+    tasks = [c[len("arp_"):] for c in rows.columns if c.startswith("arp_")]
+    found: dict[str, dict[str, bool]] = {}
+    for col in rows.columns:
+        if not col.startswith("higher_"):
+            continue
+        # The longest task name that prefixes the column ("seg" vs "seg_fine").
+        task = max((t for t in tasks if col.startswith(f"higher_{t}_")), key=len, default=None)
+        values = rows[col].dropna().map(_as_bool).unique()
+        if task is None or len(values) == 0:
+            continue
+        if len(values) > 1:
+            raise ValueError(f"the results disagree on {col} (both True and False); "
+                             f"report one dataset's results at a time")
+        found.setdefault(task, {})[col[len(f"higher_{task}_"):]] = bool(values[0])
+    if found:
+        return {t: found[t] for t in tasks if t in found}
+    return _registry_directions(rows)
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false"):
+            raise ValueError(f"a higher_<task>_<metric> column holds {value!r}; expected True or False")
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _registry_directions(rows: pd.DataFrame) -> dict[str, dict[str, bool]]:
+    datasets = rows["dataset"].dropna().astype(str).unique() if "dataset" in rows.columns else []
+    if len(datasets) != 1:
+        raise ValueError("the results carry no higher_<task>_<metric> columns and "
+                         + ("name no dataset" if not len(datasets) else f"mix datasets {', '.join(datasets)}")
+                         + "; re-gather them from their record.json files")
+    try:
+        kind = registry.kind_of(datasets[0])
+    except ValueError as err:
+        raise ValueError(f"the results carry no higher_<task>_<metric> columns and {err}; "
+                         f"re-gather them from their record.json files") from None
+    columns = set(rows.columns)
+    return {t: ms for t, ms in registry.metric_directions(kind).items()
+            if all(f"clean_{t}_{m}" in columns for m in ms)}

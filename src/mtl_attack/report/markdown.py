@@ -1,0 +1,48 @@
+"""The one markdown table renderer of the report."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from .labels import attack_label
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _value(value, digits: int) -> str:
+    if isinstance(value, str):
+        return value
+    return "-" if pd.isna(value) else f"{float(value):.{digits}f}"
+
+
+def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: int = 2,
+                headers: Sequence[str] | None = None, params: Mapping[str, float] | None = None) -> str:
+    """A GitHub markdown table: the index as first column, then one column per table column.
+
+    Numbers get ``digits`` decimals, NaN and None read "-", text stays as it is; cells
+    where ``marks`` (a boolean frame shaped like ``table``) is True are bold.
+    headers: the column headers; by default "<optimizer> <objective>" (e.g. "APGD DGBA")
+    for (optimizer, objective) columns, else the column names.
+    params: row -> #Params (M), shown as a "#Params (M)" column after the index; by
+    default ``table.attrs["params_paper_M"]`` when present (pass {} for none).
+    """
+    params = (table.attrs.get("params_paper_M") or {}) if params is None else params
+    if headers is None:
+        multi = isinstance(table.columns, pd.MultiIndex)
+        headers = [attack_label(o, b) if multi else str(o)
+                   for o, b in (table.columns if multi else [(c, None) for c in table.columns])]
+    lead = [table.index.name or "model"] + (["#Params (M)"] if params else [])
+    lines = ["| " + " | ".join(_cell(h) for h in lead + list(headers)) + " |",
+             "|" + "---|" * len(lead) + "---:|" * len(headers)]
+    for name, row in table.iterrows():
+        cells = [_cell(name)] + ([f"{params[name]:.2f}" if name in params else "-"] if params else [])
+        for col, value in row.items():
+            text = _value(value, digits)
+            if marks is not None and not pd.isna(value) and bool(marks.at[name, col]):
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
