@@ -52,8 +52,35 @@ def test_torch_count_equals_a_built_model(backbone, index):
     assert size["params_paper"] == param_counts(model)["backbone_paper"]
 
 
+def test_layout_prints_the_width_and_its_size(capsys):
+    """The miniature's #Params: ResNet34 at width 0.25 has 1/16 of the conv weights (BN counts 1/4)."""
+    assert main(["layout", "--dataset", "nyuv2", "--index", "0", "--width", "0.25", "--head-width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet34 width 0.25" in out and "1.33M" in out
+    assert main(["layout", "--dataset", "nyuv2", "--index", "0", "--json", "--width", "0.25"]) == 0
+    assert json.loads(capsys.readouterr().out)["width"] == 0.25
+
+
 def test_layout_lists_all(capsys):
     assert main(["layout", "--dataset", "nyuv2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("51 layouts")
     assert out[2].split()[0] == "0" and out[2].split()[1] == "21.28"
+
+
+def test_check_default_measures_the_job_against_the_targets(tmp_path):
+    """On a tiny job: every target is a row with the record's value; the cached run reuses the model."""
+    from helpers import tiny
+    from mtl_attack.check_default import TARGETS, Target, check_default, format_check
+
+    assert Target("x", ("a",), 5.0).met(5.0) and not Target("x", ("a",), 5.0, at_least=False).met(5.1)
+    result = check_default(tiny(), log=lambda msg: None)
+    rows = {label: (target, value, ok) for label, target, value, ok in result["rows"]}
+    assert len(rows) == 2 + len(TARGETS)
+    assert rows["overall ARP (DGBA-APGD, eps 4)"][1] == result["record"]["arp"]["overall"]
+    assert rows["segmentation mIoU (clean, %)"][:2] == (
+        ">= 35", result["record"]["metrics"]["clean"]["segment_semantic"]["miou"])
+    assert result["record"]["model"]["source"] == "trained"  # the cold run trains; the cached one loads
+    text = format_check(result)
+    assert "target(s) missed" in text and "95% interval" in text
+    assert main(["check-default", "dataset.input_size=0", "--quiet"]) == 2  # a failing job: one line, exit 2

@@ -358,3 +358,36 @@ def test_bad_arguments_are_rejected(mnv2_state):
     m = model("mobilenetv2", AS, init=mnv2_state)
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         m(torch.rand(1, 1, 65, 65))
+
+
+# ----------------------------------------------------------------------------- width
+
+
+def test_width_scales_every_channel_and_keeps_the_blocks():
+    """ResNet34 at width 0.25: stages 16/32/64/128, so each block's paper count is known by hand."""
+    assert feature_channels("resnet34", 0.25) == 128 and feature_channels("mobilenetv2", 0.5) == 640
+    stem, l1, l2, l3, l4 = backbone_blocks("resnet34", materialize=False, width=0.25)
+    assert stem[0].out_channels == 16 and l4[-1].conv2.out_channels == 128
+    # stem: 7*7*3*16 conv + 16 BN; a 3x3 unit of c channels: 2 * (9c^2 + c)
+    assert paper_block_params("resnet34", 0.25)[0] == 7 * 7 * 3 * 16 + 16
+    assert paper_block_params("resnet34", 0.25)[1] == 3 * 2 * (9 * 16 * 16 + 16)
+    for name, width in (("resnet34", 0.25), ("mobilenetv2", 0.5)):
+        assert len(backbone_blocks(name, materialize=False, width=width)) == 5
+        m = TreeMTLModel(name, BRANCHED, NAMES, CHANNELS, head_width=W, width=width)
+        out = m(torch.rand(1, 3, 64, 64))
+        full = TreeMTLModel(name, BRANCHED, NAMES, CHANNELS, head_width=W)
+        assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in full(torch.rand(1, 3, 64, 64)).items()}
+        assert param_counts(m)["backbone_torch"] < param_counts(full)["backbone_torch"]
+    # width 1 is the paper's backbone, bit for bit
+    assert paper_block_params("resnet34", 1.0) == RESNET34_PAPER
+    with pytest.raises(ValueError, match="backbone.width must be a positive number"):
+        backbone_blocks("resnet34", width=0)
+
+
+def test_init_state_records_its_width(mnv2_state):
+    narrow = init_state("resnet34", CHANNELS, W, seed=0, width=0.25)
+    assert narrow["width"] == 0.25
+    m = TreeMTLModel("resnet34", AS, NAMES, CHANNELS, head_width=W, init=narrow, width=0.25)
+    with pytest.raises(ValueError, match=r"init state is for \(backbone, width"):
+        TreeMTLModel("resnet34", AS, NAMES, CHANNELS, head_width=W, init=narrow)
+    assert "width=0.25" in repr(m)

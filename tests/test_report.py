@@ -248,3 +248,56 @@ def test_several_settings_are_split(results, tmp_path):
         report.arp_table(both, eps=4)
     names = {p.name for p in report.write_report(both, tmp_path / "r", eps=4)}
     assert {"synth_nyuv2_resnet34_table_arp_eps4.md", "synth_taskonomy_resnet34_table_arp_eps4.md"} <= names
+
+
+# ---------------------------------------------------------------- first places from per-image statistics
+
+def _stats_record(root, attack, seed, clean_losses, attacked_losses):
+    """A job on a one-task dataset scored by its loss, with its per-image statistics file."""
+    opt, obj = attack.split("_")[1], attack.split("_")[0]
+    job = root / f"{attack},seed={seed}"
+    ones = np.ones(len(clean_losses))
+    records.write_image_stats(job / records.STATS_NAME, {
+        "clean": {"t": {"loss": np.asarray(clean_losses, float), "count": ones}},
+        "attacked": {"t": {"loss": np.asarray(attacked_losses, float), "count": ones}}}, {"t": "loss"})
+    value = 100 * (np.mean(attacked_losses) - np.mean(clean_losses)) / np.mean(clean_losses)
+    rec = {"status": "done", "job": {"name": job.name, "dir": str(job)},
+           "config": {"dataset": {"name": "mine"}, "backbone": {"name": "mine"}, "eps": 4.0, "seed": seed},
+           "model": {"label": "AS"}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0},
+           "directions": {"t": {"loss": False}},
+           "metrics": {"clean": {"t": {"loss": float(np.mean(clean_losses))}},
+                       "attacked": {"t": {"loss": float(np.mean(attacked_losses))}}},
+           "arp": {"overall": value, "per_task": {"t": value}},
+           "stats": {"file": records.STATS_NAME, "images": len(clean_losses),
+                     "arp": {"overall": [value, value - 1, value + 1], "per_task": {"t": [value, value - 1, value + 1]}}}}
+    atomic.write_json(job / records.RECORD_NAME, rec)
+
+
+def test_first_places_need_the_paired_interval_to_exclude_zero(tmp_path):
+    """PGD: DGBA doubles every image's loss, Total adds half: DGBA is first beyond doubt. APGD: DGBA
+    and Total differ by image noise only, so the better mean is a tie, not a first place."""
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(1, 2, 60)
+    for seed in (0, 1):
+        _stats_record(tmp_path, "dgba_pgd", seed, clean, clean * 2.0)
+        _stats_record(tmp_path, "total_pgd", seed, clean, clean * 1.5)
+        noise = rng.normal(0, 0.3, (2, 60))
+        _stats_record(tmp_path, "dgba_apgd", seed, clean, clean * (1.8 + noise[0]).clip(1.01))
+        _stats_record(tmp_path, "total_apgd", seed, clean, clean * (1.8 + noise[1]).clip(1.01))
+    rows = report.load_results([tmp_path])
+    assert rows["stats_file"].notna().all() and (rows["arp_lo"] < rows["arp"]).all()
+    table = report.arp_table(rows, eps=4)
+    marks = report.first_places(report.attack_keys(rows), table)
+    assert marks.at["AS", ("pgd", "dgba")] == "first" and marks.at["AS", ("pgd", "total")] == ""
+    assert marks.at["AS", ("apgd", "dgba")] == "tie" and marks.at["AS", ("apgd", "total")] == "tie"
+    assert report.first_place_counts(marks).to_dict() == {"total": 0, "dgba": 1}
+    out = tmp_path / "report"
+    report.write_report(rows, out)
+    md = (out / "report.md").read_text()
+    assert "beyond the paired 95% bootstrap interval" in md and ": DGBA 1. Ties" in md and "Ties (best" in md
+    line = (out / "table_arp_eps4.md").read_text().splitlines()[-1]
+    assert "| 50.00 | **100.00** | *" in line and line.count("*") == 8  # one bold, two italic cells
+    ci = pd.read_csv(out / "table_arp_eps4_intervals.csv")
+    assert ((ci["lo"] <= ci["arp"]) & (ci["arp"] <= ci["hi"])).all() and (ci["seeds"] == 2).all()
+    pgd = ci[(ci["optimizer"] == "pgd") & (ci["objective"] == "dgba")].iloc[0]
+    assert pgd["arp"] == pytest.approx(100.0) and pgd["lo"] == pytest.approx(100.0)  # every image doubled

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from helpers import REPO, run_cli, tiny
+from mtl_attack import records
 from mtl_attack.scores import arp
+from mtl_attack.tasks import SCORERS, summed_stats
 from mtl_attack.data.registry import get_tasks
 
 
@@ -33,7 +35,21 @@ def test_single_run_writes_a_consistent_record(cache, tmp_path):
     assert record["arp"]["per_task"] == pytest.approx(per_task)
     for key in ("code", "packages", "device", "started", "finished"):
         assert record["provenance"][key]
-    assert record["model"]["label"] == "AS" and record["model"]["params_paper_M"] == 21.28
+    # the default miniature: ResNet34 at a quarter of its channels (the paper's AS: 21.28M)
+    assert record["model"]["label"] == "AS" and record["model"]["params_paper_M"] == 1.33
+    assert record["model"]["width"] == 0.25
+    # The per-image statistics score back to the record's metrics; the interval holds the ARP.
+    saved = records.read_image_stats(out / record["stats"]["file"])
+    assert saved["kinds"] == {"segment_semantic": "segmentation", "normal": "normal", "depth_zbuffer": "depth"}
+    for which in ("clean", "attacked"):
+        for task, per_image in saved[which].items():
+            assert len(per_image["count" if task != "segment_semantic" else "conf"]) == record["stats"]["images"]
+            got = SCORERS[saved["kinds"][task]](summed_stats(per_image))
+            want = record["metrics"][which][task]
+            assert got == pytest.approx(want, abs=0.05) and got.get("miou") == want.get("miou")
+    value, lo, hi = record["stats"]["arp"]["overall"]
+    assert value == record["arp"]["overall"] and lo <= value <= hi
+    assert "95% CI over" in proc.stdout
 
     # The offline W&B run mirrors the record.
     from mtl_attack.logger import read_offline_summary
@@ -45,6 +61,7 @@ def test_single_run_writes_a_consistent_record(cache, tmp_path):
     assert summary["arp/normal"] == pytest.approx(record["arp"]["per_task"]["normal"])
     assert summary["clean/depth_zbuffer/abs_err"] == pytest.approx(record["metrics"]["clean"]["depth_zbuffer"]["abs_err"])
     assert summary["status"] == "done"
+    assert summary["arp_lo"] == pytest.approx(record["stats"]["arp"]["overall"][1])
 
 
 def test_sweep_resumes_records_failures_and_reports(cache, tmp_path):

@@ -20,7 +20,8 @@ def setup(tiny_cfg, tiny_parts):
 
 
 def _model(cfg, tasks, layout, head_width=None):
-    return build_model("resnet34", layout, tasks, head_width or cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir))
+    return build_model("resnet34", layout, tasks, head_width or cfg.backbone.head_width, cfg.seed, Path(cfg.cache_dir),
+                       width=cfg.backbone.width)
 
 
 def _same(a, b):
@@ -44,7 +45,7 @@ def test_key_covers_what_determines_weights(setup):
     cfg, _, _, layout = setup
     base = checkpoint_path(Path("/c"), model_key(cfg, layout))
     for override in ["train.iterations=4", "seed=3", "backbone.head_width=8", "dataset.synthetic.n_train=13",
-                     "dataset.input_size=24"]:
+                     "dataset.input_size=24", "backbone.width=0.5"]:
         other = compose(tiny(override, cache_dir=cfg.cache_dir))
         assert checkpoint_path(Path("/c"), model_key(other, layout)) != base, override
     # Settings that do not change the weights share the model.
@@ -114,3 +115,14 @@ def test_training_lowers_the_loss_on_a_batch(setup):
     with torch.no_grad():
         after, _ = multitask_loss(model(batch["image"]), batch, tasks)
     assert after < before
+
+
+def test_lr_schedules_known_answers():
+    from mtl_attack.training import lr_factor
+
+    assert [lr_factor(i, "step", 10, step=4, gamma=0.5) for i in (0, 3, 4, 8)] == [1.0, 1.0, 0.5, 0.25]
+    cosine = [lr_factor(i, "cosine", 12, step=1, gamma=1.0, warmup=2) for i in range(12)]
+    assert cosine[:2] == [0.5, 1.0]  # linear warm-up
+    assert cosine[2] == 1.0 and cosine[7] == pytest.approx(0.5) and cosine[11] == pytest.approx(0.0245, abs=1e-3)
+    with pytest.raises(ValueError, match="train.schedule"):
+        lr_factor(0, "linear", 10, 1, 1.0)

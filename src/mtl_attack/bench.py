@@ -65,6 +65,7 @@ class BenchSpec:
     dataset: str = "nyuv2"
     size: int = 321
     backbone: str = "resnet34"
+    width: float = 1.0  # backbone channel scale
     head_width: int = 1024
     layouts: list[str] = field(default_factory=lambda: ["all_shared", "independent"])
     batch: int = 16
@@ -369,7 +370,7 @@ def _run_bench(spec: BenchSpec, device: torch.device, log: Callable[[str], None]
     for layout_name in spec.layouts:
         layout = _layout(layout_name, len(tasks))
         model = TreeMTLModel(spec.backbone, layout, [t.name for t in tasks], [t.channels for t in tasks],
-                             head_width=spec.head_width, seed=spec.seed).to(device).eval()
+                             head_width=spec.head_width, seed=spec.seed, width=spec.width).to(device).eval()
         for precision in spec.precisions:
             precision = as_precision(precision)
             for channels_last in spec.channels_last:
@@ -507,7 +508,8 @@ def format_table(result: dict) -> str:
     then the summary against TF32 and the checks."""
     spec = result["spec"]
     lines = [f"device: {result['device']} | torch {result['torch']}",
-             f"{spec['dataset']} {spec['size']}x{spec['size']}, {spec['backbone']} heads {spec['head_width']}, "
+             f"{spec['dataset']} {spec['size']}x{spec['size']}, {spec['backbone']} width {spec.get('width', 1.0):g} "
+             f"heads {spec['head_width']}, "
              f"batch {spec['batch']}, {spec['steps']} steps, median of {spec['repeats']} "
              f"(warmup {spec['warmup']}), eps {spec['eps']:g}/255"]
     for g in result["groups"]:

@@ -48,20 +48,21 @@ def _cmd_layout(args: argparse.Namespace) -> int:
             from .models.layout import index_of
 
             index = index_of(layout)
-        size = layout_size(layout, args.backbone, channels, args.head_width)
-        rows.append({"index": index, "layout": str(layout), "params_torch": size["params_torch"],
+        size = layout_size(layout, args.backbone, channels, args.head_width, args.width)
+        rows.append({"index": index, "layout": str(layout), "width": args.width, "params_torch": size["params_torch"],
                      "params_paper_M": size["params_paper_M"]})
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return 0
     if len(rows) == 1:
         r = rows[0]
-        print(f"layout #{r['index']} ({kind}, {args.backbone}, heads {args.head_width} wide)")
+        print(f"layout #{r['index']} ({kind}, {args.backbone} width {args.width:g}, heads {args.head_width} wide)")
         print(f"  {r['layout']}")
         print(f"  params (torch, backbone + heads): {r['params_torch']:,}")
         print(f"  params (paper, backbone tree only): {r['params_paper_M']:.2f}M")
         return 0
-    print(f"{len(rows)} layouts for {kind} ({len(tasks)} tasks), {args.backbone}, heads {args.head_width} wide")
+    print(f"{len(rows)} layouts for {kind} ({len(tasks)} tasks), {args.backbone} width {args.width:g}, "
+          f"heads {args.head_width} wide")
     print(f"{'index':>5}  {'paper M':>8}  {'torch':>12}  layout")
     for r in rows:
         print(f"{r['index']:>5}  {r['params_paper_M']:>8.2f}  {r['params_torch']:>12,}  {r['layout']}")
@@ -80,7 +81,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchSpec, arp_check, format_table, run_bench, write_json
 
     on_off = {"off": [False], "on": [True], "both": [False, True]}
-    spec = BenchSpec(dataset=args.dataset, size=args.size, backbone=args.backbone, head_width=args.head_width,
+    spec = BenchSpec(dataset=args.dataset, size=args.size, backbone=args.backbone, width=args.width,
+                     head_width=args.head_width,
                      layouts=args.layout, batch=args.batch, device=args.device, precisions=args.precisions,
                      channels_last=on_off[args.channels_last], compile=on_off[args.compile],
                      optimizers=args.optimizers, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
@@ -97,6 +99,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(f"wrote {write_json(result, args.json)}")
     return 0
+
+
+def _cmd_check_default(args: argparse.Namespace) -> int:
+    from .check_default import check_default, format_check
+
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = check_default(args.overrides, log=log)
+    print(format_check(result))
+    return 0 if all(ok for *_, ok in result["rows"]) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--dataset", default="nyuv2", choices=list(dict.fromkeys(kinds + list(dataset_config_names()))),
                      help="a dataset kind or a dataset= option (default nyuv2)")
     lay.add_argument("--backbone", default="resnet34", choices=backbones)
+    lay.add_argument("--width", type=float, default=1.0, help="backbone channel scale (1.0 = the paper's)")
     lay.add_argument("--index", type=int, help="model index in TreeMTL's enumeration (0 = all-shared)")
     lay.add_argument("--spec", help="a layout in the paper's notation, e.g. '[[{0,1,2}], ...]'")
     lay.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
@@ -134,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--eps", type=float, help="the eps (pixel units) for the tables when results hold several")
     rep.set_defaults(func=_cmd_report)
 
+    chk = sub.add_parser("check-default", help="time the default job cold and cached, and compare its "
+                                               "metrics and ARP with the miniature's targets")
+    chk.add_argument("overrides", nargs="*", help="Hydra overrides of the job (default: none, the default job)")
+    chk.add_argument("--quiet", action="store_true", help="no progress lines")
+    chk.set_defaults(func=_cmd_check_default)
+
     ben = sub.add_parser("bench", help="attack throughput against the bare forward+input-gradient step",
                          description="Times the bare forward, the bare step and every optimizer with Total and "
                                      "DGBA (and DGBA with one backward per task) at each precision, memory "
@@ -142,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("--dataset", default="nyuv2", choices=kinds, help="tasks and their shapes")
     ben.add_argument("--size", type=int, default=321, help="square input side in pixels (paper: 321)")
     ben.add_argument("--backbone", default="resnet34", choices=backbones)
+    ben.add_argument("--width", type=float, default=1.0, help="backbone channel scale (1.0 = the paper's)")
     ben.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
     ben.add_argument("--layout", nargs="+", default=["all_shared", "independent"], metavar="LAYOUT",
                      help="all_shared, independent or layout indexes (default: all_shared independent)")

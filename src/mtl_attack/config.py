@@ -64,6 +64,8 @@ class BackboneConfig:
     name: BackboneName = MISSING
     # Channels of each task's ASPP head (the paper's: 1024).
     head_width: int = MISSING
+    # Scale of every backbone channel count (1.0 = the paper's backbone; 0.25 = the CPU miniature).
+    width: float = 1.0
 
 
 class LayoutPreset(Enum):
@@ -107,9 +109,14 @@ class AdversarialConfig:
     fat_threshold: float = 0.5
 
 
+class LRSchedule(Enum):
+    step = "step"  # multiply by lr_gamma every lr_step iterations (the paper's)
+    cosine = "cosine"  # linear warm-up over `warmup` iterations, then cosine decay to 0
+
+
 @dataclass
 class TrainConfig:
-    """Adam with a step learning-rate schedule; every preset (conf/train) sets the recipe."""
+    """Adam with a learning-rate schedule; every preset (conf/train) sets the recipe."""
 
     name: str = MISSING
     iterations: int = MISSING
@@ -120,6 +127,10 @@ class TrainConfig:
     # Multiply the learning rate by lr_gamma every lr_step iterations.
     lr_step: int = MISSING
     lr_gamma: float = MISSING
+    schedule: LRSchedule = LRSchedule.step
+    warmup: int = 0  # iterations of linear warm-up (cosine schedule)
+    # Train in the channels-last memory format (faster convolutions on CPUs and GPUs).
+    channels_last: bool = False
     augment: bool = True
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 

@@ -21,6 +21,8 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     craft_on: the model the attack queries (a black-box surrogate); None = `model` itself
     (white-box). With a surrogate, `model` only ever runs forward under no_grad.
     Returns {"clean": {task: {metric: value}}, "attacked": same or None,
+    "image_stats": {"clean": {task: per-image statistics}, "attacked": same or None} (each
+    statistic ``[N, ...]`` over the split's N images in order, :class:`mtl_attack.tasks.Meter`),
     "examples": up to keep_examples (clean, adversarial) image pairs [3,H,W] on the CPU,
     "timings": {"attack_s": seconds spent inside the attack}}.
     """
@@ -58,6 +60,9 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     return {
         "clean": {k: m.compute() for k, m in clean.items()},
         "attacked": {k: m.compute() for k, m in attacked.items()} if attacked is not None else None,
+        "image_stats": {"clean": {k: m.image_stats() for k, m in clean.items()},
+                        "attacked": {k: m.image_stats() for k, m in attacked.items()} if attacked is not None
+                        else None},
         "examples": examples,
         "timings": {"attack_s": attack_s},
     }

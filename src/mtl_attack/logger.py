@@ -70,7 +70,8 @@ def plain(obj: Any) -> Any:
 def summary_items(record: Mapping) -> dict[str, Any]:
     """Flat summary keys of a job record.
 
-    ``arp`` (overall ARP, percent), ``arp/<task>``, ``clean/<task>/<metric>``,
+    ``arp`` (overall ARP, percent), ``arp/<task>``, their 95% bootstrap interval
+    ``arp_lo``, ``arp_hi``, ``arp_lo/<task>``, ``arp_hi/<task>``, ``clean/<task>/<metric>``,
     ``attacked/<task>/<metric>``, ``timings/<name>`` (seconds), and ``status``/``error``
     as the record states them. Missing parts (a failed job's partial record) are skipped.
     """
@@ -80,6 +81,11 @@ def summary_items(record: Mapping) -> dict[str, Any]:
         out["arp"] = arp["overall"]
     for task, value in (arp.get("per_task") or {}).items():
         out[f"arp/{task}"] = value
+    ci = (record.get("stats") or {}).get("arp") or {}
+    if ci:
+        out["arp_lo"], out["arp_hi"] = ci["overall"][1:]
+        for task, (_, lo, hi) in ci["per_task"].items():
+            out[f"arp_lo/{task}"], out[f"arp_hi/{task}"] = lo, hi
     metrics = record.get("metrics") or {}
     for split in ("clean", "attacked"):
         for task, values in (metrics.get(split) or {}).items():

@@ -57,7 +57,7 @@ def trained_model(cfg: DictConfig, layout: Layout, tasks, train, device: torch.d
                   progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """The TreeMTL model of `layout`, trained or loaded (cache or model.checkpoint), in eval mode on `device`."""
     model = build_model(cfg.backbone.name.value, layout, tasks, cfg.backbone.head_width, cfg.seed,
-                        Path(cfg.cache_dir))
+                        Path(cfg.cache_dir), width=cfg.backbone.width)
     source = train_or_load(model, cfg, layout, tasks, train, device, progress=progress)
     return model.to(device).eval(), source
 

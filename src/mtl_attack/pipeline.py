@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import atomic, records
+from . import atomic, records, stats
 from .attacks import build_attack_from_config
 from .baselines import ConstantModel, constant_predictions
 from .config import eps_to_unit
@@ -25,6 +25,7 @@ from .models.build import layout_size
 from .models.layout import Layout, all_shared, independent, index_of, layout_by_index, parse_layout
 from .parts import Parts, prepare, resolve_device, trained_model
 from .scores import arp
+from .tasks import SCORERS
 from .training import adversarial_settings
 
 
@@ -151,13 +152,15 @@ class JobResult:
 
     record_fields: the record's model, threat, surrogate, weight_search (WeightedTotal only),
     attack, directions, metrics, arp and timings entries; tasks: the dataset's Tasks;
-    examples: (clean, adversarial) image pairs [3,H,W] for the logger; eps: in [0,1] units.
+    examples: (clean, adversarial) image pairs [3,H,W] for the logger; eps: in [0,1] units;
+    image_stats: the per-image statistics of the clean and attacked metrics (``stats.npz``).
     """
 
     record_fields: dict
     tasks: list
     examples: list
     eps: float
+    image_stats: dict | None = None
 
 
 def _attack_entry(cfg: DictConfig, attack, tasks) -> dict:
@@ -167,11 +170,17 @@ def _attack_entry(cfg: DictConfig, attack, tasks) -> dict:
             "weights": ":".join(f"{a.weights[t.name]:g}" for t in tasks) if a.weights else None}
 
 
+def _width_text(model: dict) -> str:
+    width = float(model.get("width", 1.0))
+    return "" if width == 1.0 else f" x{width:g}"
+
+
 def _model_entry(cfg: DictConfig, parts: Parts) -> dict:
     layout, backbone = parts.layout, cfg.backbone.name.value
-    size = layout_size(layout, backbone, [t.channels for t in parts.tasks], cfg.backbone.head_width)
+    width = float(cfg.backbone.width)
+    size = layout_size(layout, backbone, [t.channels for t in parts.tasks], cfg.backbone.head_width, width)
     adversarial = adversarial_settings(cfg.train)
-    return {"backbone": backbone, "layout": str(layout), "layout_index": index_of(layout),
+    return {"backbone": backbone, "width": width, "layout": str(layout), "layout_index": index_of(layout),
             "label": model_label(layout), "shared_blocks": layout.shared_blocks,
             "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
             "train_attack": adversarial["attack"] if adversarial else None,
@@ -232,8 +241,24 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> Job
     fields["directions"] = {t.name: dict(t.metrics) for t in tasks}
     fields["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
     fields["arp"] = {"overall": overall, "per_task": per_task}
+    t0 = time.perf_counter()
+    fields["stats"] = _stats_entry(result["image_stats"], tasks, overall, per_task)
+    timings["stats_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
-    return JobResult(fields, tasks, result["examples"], attack.eps)
+    return JobResult(fields, tasks, result["examples"], attack.eps, result["image_stats"])
+
+
+def _stats_entry(image_stats: dict, tasks, overall: float, per_task: dict) -> dict:
+    """The record's "stats": the per-image statistics file and ARP's bootstrap interval over the
+    test images, each as [ARP on all images, lo, hi]."""
+    scorers = {t.name: SCORERS[t.meter().kind] for t in tasks}
+    directions = {t.name: dict(t.metrics) for t in tasks}
+    runs = [(image_stats["clean"], image_stats["attacked"])]
+    ci = stats.arp_intervals(runs, scorers, directions)
+    return {"file": records.STATS_NAME, "images": stats.image_count(image_stats["clean"]),
+            "n_boot": stats.N_BOOT, "level": stats.LEVEL, "interval": "percentile bootstrap over test images",
+            "arp": {"overall": [overall, ci["overall"].lo, ci["overall"].hi],
+                    "per_task": {t: [per_task[t], c.lo, c.hi] for t, c in ci["per_task"].items()}}}
 
 
 def calibrate_weights(cfg: DictConfig, model, plain_train, tasks, device: torch.device,
@@ -272,15 +297,27 @@ def format_table(record: dict, tasks) -> str:
             lines.append(f"{t.name:<17} {metric:<13} {'+' if higher else '-':>3} "
                          f"{m['clean'][t.name][metric]:>9.3f} {m['attacked'][t.name][metric]:>9.3f} "
                          f"{m['trivial'][t.name][metric]:>9.3f}")
-        lines.append(f"{t.name:<17} {'ARP':<13} {'':>3} {'':>9} {record['arp']['per_task'][t.name]:>9.2f}")
+        lines.append(f"{t.name:<17} {'ARP':<13} {'':>3} {'':>9} {record['arp']['per_task'][t.name]:>9.2f}"
+                     + _interval_text(record, t.name))
     a = record["attack"]
     model = record["model"]
     extra = f", adversarially trained with {model['train_attack']}" if model.get("train_attack") else ""
     if record.get("threat") == "black-box":
         extra += f", black-box from surrogate {record['surrogate']['label']}"
-    lines.append(f"overall ARP {record['arp']['overall']:.2f}  ({a['name']}, eps {a['eps']:g}/255, "
-                 f"model {model['label']} {model['backbone']}{extra})")
+    lines.append(f"overall ARP {record['arp']['overall']:.2f}{_interval_text(record)}  ({a['name']}, "
+                 f"eps {a['eps']:g}/255, model {model['label']} {model['backbone']}{_width_text(model)}{extra})")
     return "\n".join(lines)
+
+
+def _interval_text(record: dict, task: str | None = None) -> str:
+    """"  [lo, hi]" of the record's bootstrap interval (overall, or of `task`), "" without one."""
+    ci = (record.get("stats") or {}).get("arp")
+    if not ci:
+        return ""
+    _, lo, hi = ci["overall"] if task is None else ci["per_task"][task]
+    level = record["stats"].get("level", stats.LEVEL)
+    return f"  [{lo:.2f}, {hi:.2f}]" + (f" ({level:.0%} CI over {record['stats']['images']} test images)"
+                                        if task is None else "")
 
 
 def update_results_table(sweep_dir: Path) -> Path:
@@ -323,6 +360,8 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
         record["provenance"]["device"] = device_label(device)
         result = execute(cfg, device, progress=progress)
         record.update(result.record_fields)
+        records.write_image_stats(job.dir / records.STATS_NAME, result.image_stats,
+                                  {t.name: t.meter().kind for t in result.tasks})
         record["status"] = "done"
     except Exception as err:  # recorded, then re-raised for single runs
         record["status"] = "failed"

@@ -101,12 +101,15 @@ def is_done(job_dir: Path) -> bool:
 def flatten(record: dict) -> dict:
     """One results-table row: identifying columns, ARP and every metric as columns.
 
-    Columns: status, error, job, job_dir, dataset, backbone, layout, layout_index,
+    Columns: status, error, job, job_dir, dataset, backbone (the name, with " x<width>" when the
+    backbone's width is not 1), width, layout, layout_index,
     optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
     order), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
     and train_attack_eps (adversarial training; empty for clean training), threat
     ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
-    and finished (provenance), arp (overall), arp_<task>, clean_<task>_<metric>,
+    and finished (provenance), arp (overall), arp_<task>, their 95% bootstrap intervals over
+    images arp_lo, arp_hi, arp_<task>_lo, arp_<task>_hi, images (test images), stats_file (the
+    per-image statistics, :func:`read_image_stats`), clean_<task>_<metric>,
     attacked_<task>_<metric>, higher_<task>_<metric> (True when higher is better, from the
     record's directions), params_paper_M, attack_s, total_s.
     """
@@ -119,7 +122,8 @@ def flatten(record: dict) -> dict:
         "job": record.get("job", {}).get("name"),
         "job_dir": record.get("job", {}).get("dir"),
         "dataset": cfg.get("dataset", {}).get("name"),
-        "backbone": cfg.get("backbone", {}).get("name"),
+        "backbone": _backbone_label(cfg.get("backbone", {})),
+        "width": float(cfg.get("backbone", {}).get("width", 1.0)),
         "layout": model.get("layout"),
         "layout_index": model.get("layout_index"),
         "model": model.get("label"),
@@ -148,6 +152,13 @@ def flatten(record: dict) -> dict:
     row["arp"] = arp.get("overall")
     for task, value in (arp.get("per_task") or {}).items():
         row[f"arp_{task}"] = value
+    stats = record.get("stats") or {}
+    if stats:
+        row["images"] = stats.get("images")
+        row["stats_file"] = str(Path(row["job_dir"] or ".") / stats["file"]) if stats.get("file") else None
+        for key, (_, lo, hi) in [("arp", stats["arp"]["overall"])] + [
+                (f"arp_{t}", v) for t, v in stats["arp"]["per_task"].items()]:
+            row[f"{key}_lo"], row[f"{key}_hi"] = lo, hi
     for which in ("clean", "attacked"):
         for task, metrics in ((record.get("metrics") or {}).get(which) or {}).items():
             for name, value in metrics.items():
@@ -158,6 +169,12 @@ def flatten(record: dict) -> dict:
     for name, value in (record.get("timings") or {}).items():
         row[name] = value
     return row
+
+
+def _backbone_label(backbone: dict) -> str | None:
+    """"resnet34" at the paper's width, "resnet34 x0.25" otherwise, so widths stay apart in reports."""
+    name, width = backbone.get("name"), float(backbone.get("width", 1.0))
+    return name if name is None or width == 1.0 else f"{name} x{width:g}"
 
 
 def _shared_blocks(layout: str | None) -> int | None:
@@ -172,6 +189,36 @@ def _shared_blocks(layout: str | None) -> int | None:
         return parse_layout(points, num_tasks, num_points=len(points)).shared_blocks
     except (ValueError, SyntaxError, TypeError, IndexError):
         return None
+
+
+STATS_NAME = "stats.npz"
+
+
+def write_image_stats(path: Path, image_stats: dict, kinds: dict[str, str]) -> Path:
+    """The per-image statistics {"clean"|"attacked": {task: {name: [N, ...]}}} and each task's
+    meter kind (:data:`mtl_attack.tasks.SCORERS`) as one .npz (keys "<which>/<task>/<name>",
+    "kind/<task>"), atomically."""
+    import numpy as np
+
+    arrays = {f"{which}/{task}/{name}": value for which, per_task in image_stats.items() if per_task
+              for task, stats in per_task.items() for name, value in stats.items()}
+    arrays.update({f"kind/{task}": np.array(kind) for task, kind in kinds.items()})
+    return atomic.write_with(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_image_stats(path: Path) -> dict:
+    """The inverse of :func:`write_image_stats`: {"clean": ..., "attacked": ..., "kinds": {task: kind}}."""
+    import numpy as np
+
+    out: dict = {"kinds": {}}
+    with np.load(path) as data:
+        for key in data.files:
+            if key.startswith("kind/"):
+                out["kinds"][key[len("kind/"):]] = str(data[key])
+                continue
+            which, task, name = key.split("/", 2)
+            out.setdefault(which, {}).setdefault(task, {})[name] = data[key]
+    return out
 
 
 def find_records(paths: Iterable[Path]) -> list[Path]:

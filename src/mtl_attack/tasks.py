@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, Protocol, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,7 +36,10 @@ __all__ = [
     "NORMAL_THRESHOLDS_DEG",
     "DEPTH_DELTA_THRESHOLDS",
     "DEPTH_PRED_FLOOR",
+    "IMAGE_HIST_BIN_DEG",
     "Meter",
+    "summed_stats",
+    "SCORERS",
     "Task",
     "segmentation_task",
     "normal_task",
@@ -59,6 +63,9 @@ IGNORE_INDEX = 255
 # Median of the normal angles comes from a histogram with this bin width
 # (degrees); the reported median is within half a bin (0.0005 deg) of the exact one.
 NORMAL_HIST_BIN_DEG = 1e-3
+# Per-image angle histograms (for bootstrap intervals) use coarser bins: a median scored
+# from them is within half a bin (0.05 deg) of the exact one.
+IMAGE_HIST_BIN_DEG = 0.1
 NORMAL_THRESHOLDS_DEG = (11.25, 22.5, 30.0)
 # "within t" counts angle <= t + this tolerance (deg): float32 inputs put an
 # exact-boundary angle ~1e-5 deg either side of t, so a strict compare is noise.
@@ -316,11 +323,45 @@ def normal_angles_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Meter(Protocol):
-    """Accumulates one task's metrics over a split: ``update`` per batch, ``compute`` at the end."""
+    """Accumulates one task's metrics over a split: ``update`` per batch, ``compute`` at the end.
+
+    Every meter also keeps per-image sufficient statistics (``image_stats``: arrays whose
+    first axis is the image, in update order) and scores any non-negative weighting of
+    them (``score``: metrics of the images counted by ``weights``), so a bootstrap over
+    images needs no second pass over the data.
+    """
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None: ...
 
     def compute(self) -> dict[str, float]: ...
+
+    def image_stats(self) -> dict[str, np.ndarray]: ...
+
+    def score(self, stats: Mapping[str, np.ndarray]) -> dict[str, float]: ...
+
+
+def summed_stats(stats: Mapping[str, np.ndarray], weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-image statistics ``[N, ...]`` summed over images, each image counted ``weights[i]``
+    times (float or int ``[N]``; None = once)."""
+    if weights is None:
+        return {k: v.sum(0) for k, v in stats.items()}
+    return {k: np.tensordot(np.asarray(weights), v, axes=(0, 0)) for k, v in stats.items()}
+
+
+class _PerImage:
+    """Collects per-image statistics batch by batch."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[np.ndarray]] = {}
+
+    def add(self, **arrays: torch.Tensor) -> None:
+        for k, v in arrays.items():
+            self._rows.setdefault(k, []).append(v.detach().cpu().numpy())
+
+    def stats(self, empty: Mapping[str, tuple]) -> dict[str, np.ndarray]:
+        if not self._rows:
+            return {k: np.zeros((0, *shape)) for k, shape in empty.items()}
+        return {k: np.concatenate(v) for k, v in self._rows.items()}
 
 
 class SegmentationMeter:
@@ -329,11 +370,15 @@ class SegmentationMeter:
     ``update(pred, target, mask)``: pred is logits ``[B, C, h, w]`` (bilinearly
     upsampled to the target, then argmax) or integer class ids ``[B, h, w]``
     (nearest-resized); target int64 ``[B, H, W]`` with 255 = ignore.
+    Per-image statistics: ``conf`` int64 ``[N, C, C]``.
     """
+
+    kind = "segmentation"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self, classes: int):
         self.classes = int(classes)
         self.conf = torch.zeros(self.classes, self.classes, dtype=torch.int64)
+        self._images = _PerImage()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -353,10 +398,32 @@ class SegmentationMeter:
         target = target.long()
         valid = valid & (target != IGNORE_INDEX)
         _check_seg_labels("segment_semantic", target, valid, self.classes)
-        self.conf += confusion_matrix(labels.to(target.device), target, valid, self.classes)
+        labels = labels.to(target.device)
+        per_image = torch.stack([confusion_matrix(labels[i], target[i], valid[i], self.classes)
+                                 for i in range(target.shape[0])])
+        self.conf += per_image.sum(0)
+        self._images.add(conf=per_image)
 
     def compute(self) -> dict[str, float]:
         return segmentation_scores(self.conf)
+
+    def image_stats(self) -> dict[str, np.ndarray]:
+        return self._images.stats({"conf": (self.classes, self.classes)})
+
+    @staticmethod
+    def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return segmentation_scores(torch.as_tensor(np.asarray(stats["conf"])))
+
+
+def _hist_median(hist: np.ndarray | torch.Tensor, count: float, bin_deg: float) -> float:
+    """Median of values binned in ``hist`` (bin width ``bin_deg``): mean of the two middle ranks'
+    bin centres. ``count`` is the total (it may be fractional only with integral ranks)."""
+    cum = torch.cumsum(torch.as_tensor(hist, dtype=torch.float64), 0)
+    count = int(round(float(count)))
+    lo_rank, hi_rank = (count - 1) // 2, count // 2  # 0-based middle ranks
+    lo = int(torch.searchsorted(cum, torch.tensor(lo_rank + 1, dtype=torch.float64)))
+    hi = int(torch.searchsorted(cum, torch.tensor(hi_rank + 1, dtype=torch.float64)))
+    return (lo + hi + 1) * 0.5 * bin_deg
 
 
 class NormalMeter:
@@ -367,7 +434,12 @@ class NormalMeter:
     The median is NOT computed from stored angles: angles go into a histogram
     of bin width 1e-3 deg over [0, 180] and the median is read from it (mean of
     the two middle ranks' bin centres), so it is exact to within 0.0005 deg.
+    Per-image statistics: ``count``, ``angle_sum`` ``[N]``, ``within`` ``[N, 3]`` and a
+    coarser histogram ``hist`` ``[N, 1800]`` (bins of :data:`IMAGE_HIST_BIN_DEG`), so a
+    median scored from them is within 0.05 deg.
     """
+
+    kind = "normal"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self) -> None:
         self.bins = int(round(180.0 / NORMAL_HIST_BIN_DEG))
@@ -375,6 +447,8 @@ class NormalMeter:
         self.count = 0
         self.angle_sum = 0.0
         self.within = [0 for _ in NORMAL_THRESHOLDS_DEG]
+        self.image_bins = int(round(180.0 / IMAGE_HIST_BIN_DEG))
+        self._images = _PerImage()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -383,28 +457,42 @@ class NormalMeter:
         pred = upsample_prediction(pred.detach(), size)
         target, valid = _prepare("normal", pred, target, mask, 4, size, 3)
         target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
-        ang = normal_angles_deg(pred, target)[valid]
+        full = normal_angles_deg(pred, target)
+        ang = full[valid]
         self.count += ang.numel()
         self.angle_sum += float(ang.sum())
         for i, t in enumerate(NORMAL_THRESHOLDS_DEG):
             self.within[i] += int((ang <= t + NORMAL_THRESHOLD_TOL_DEG).sum())
         idx = (ang / NORMAL_HIST_BIN_DEG).floor().long().clamp(0, self.bins - 1)
         self.hist += torch.bincount(idx, minlength=self.bins).cpu()
+        # Per image: the same sums, and the coarse histogram (offset by image so one bincount serves all).
+        b = full.shape[0]
+        inside = torch.stack([(full <= t + NORMAL_THRESHOLD_TOL_DEG) & valid for t in NORMAL_THRESHOLDS_DEG], 1)
+        coarse = (full / IMAGE_HIST_BIN_DEG).floor().long().clamp(0, self.image_bins - 1)
+        coarse = coarse + torch.arange(b, device=coarse.device).view(b, 1, 1) * self.image_bins
+        hist = torch.bincount(coarse[valid], minlength=b * self.image_bins).view(b, self.image_bins)
+        self._images.add(count=valid.sum((1, 2)), angle_sum=torch.where(valid, full, 0.0).sum((1, 2)),
+                         within=inside.sum((2, 3)), hist=hist)
 
-    def _median(self) -> float:
-        cum = torch.cumsum(self.hist, 0)
-        lo_rank, hi_rank = (self.count - 1) // 2, self.count // 2  # 0-based middle ranks
-        lo = int(torch.searchsorted(cum, torch.tensor(lo_rank + 1)))
-        hi = int(torch.searchsorted(cum, torch.tensor(hi_rank + 1)))
-        return (lo + hi + 1) * 0.5 * NORMAL_HIST_BIN_DEG  # mean of the two bin centres
+    @staticmethod
+    def _scores(count: float, angle_sum: float, within, hist, bin_deg: float) -> dict[str, float]:
+        if count <= 0:
+            raise ValueError("normal: no valid pixels were accumulated; nothing to score")
+        out = {"angle_mean": float(angle_sum) / float(count), "angle_median": _hist_median(hist, count, bin_deg)}
+        for name, n in zip(("within_11_25", "within_22_5", "within_30"), within):
+            out[name] = float(n) / float(count) * 100.0
+        return out
 
     def compute(self) -> dict[str, float]:
-        if self.count == 0:
-            raise ValueError("normal: no valid pixels were accumulated; nothing to score")
-        out = {"angle_mean": self.angle_sum / self.count, "angle_median": self._median()}
-        for name, n in zip(("within_11_25", "within_22_5", "within_30"), self.within):
-            out[name] = n / self.count * 100.0
-        return out
+        return self._scores(self.count, self.angle_sum, self.within, self.hist, NORMAL_HIST_BIN_DEG)
+
+    def image_stats(self) -> dict[str, np.ndarray]:
+        return self._images.stats({"count": (), "angle_sum": (), "within": (3,), "hist": (self.image_bins,)})
+
+    @staticmethod
+    def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return NormalMeter._scores(float(stats["count"]), float(stats["angle_sum"]), np.asarray(stats["within"]),
+                            np.asarray(stats["hist"]), IMAGE_HIST_BIN_DEG)
 
 
 class DepthMeter:
@@ -414,13 +502,17 @@ class DepthMeter:
     max(p/g, g/p) < 1.25**k (strict). For the ratio only, p is floored at 1e-8,
     so p <= 0 lands far outside every threshold. Ground truth must be > 0 at
     valid pixels (otherwise ValueError: mark such pixels invalid in the mask).
+    Per-image statistics: ``count``, ``abs_sum``, ``rel_sum`` ``[N]`` and ``delta`` ``[N, 3]``.
     """
+
+    kind = "depth"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self) -> None:
         self.count = 0
         self.abs_sum = 0.0
         self.rel_sum = 0.0
         self.delta = [0 for _ in DEPTH_DELTA_THRESHOLDS]
+        self._images = _PerImage()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -428,8 +520,9 @@ class DepthMeter:
         size = tuple(target.shape[-2:])
         pred = upsample_prediction(pred.detach(), size)
         target, valid = _prepare("depth_zbuffer", pred, target, mask, 4, size, 1)
-        p = pred[:, 0].to(torch.float64)[valid]
-        g = target[:, 0].to(torch.float64)[valid]
+        p_full = pred[:, 0].to(torch.float64)
+        g_full = torch.where(valid, target[:, 0].to(torch.float64), torch.ones_like(p_full))
+        p, g = p_full[valid], g_full[valid]
         if bool((g <= 0).any()) or not bool(torch.isfinite(g).all()):
             raise ValueError(
                 "depth_zbuffer: ground truth must be finite and > 0 at valid pixels; "
@@ -443,37 +536,77 @@ class DepthMeter:
         ratio = torch.maximum(pf / g, g / pf)
         for i, t in enumerate(DEPTH_DELTA_THRESHOLDS):
             self.delta[i] += int((ratio < t).sum())
+        err_full = torch.where(valid, (p_full - g_full).abs(), 0.0)
+        pf_full = p_full.clamp_min(DEPTH_PRED_FLOOR)
+        ratio_full = torch.maximum(pf_full / g_full, g_full / pf_full)
+        inside = torch.stack([(ratio_full < t) & valid for t in DEPTH_DELTA_THRESHOLDS], 1)
+        self._images.add(count=valid.sum((1, 2)), abs_sum=err_full.sum((1, 2)),
+                         rel_sum=(err_full / g_full).sum((1, 2)), delta=inside.sum((2, 3)))
+
+    @staticmethod
+    def _scores(count: float, abs_sum: float, rel_sum: float, delta) -> dict[str, float]:
+        if count <= 0:
+            raise ValueError("depth_zbuffer: no valid pixels were accumulated; nothing to score")
+        out = {"abs_err": float(abs_sum) / float(count), "rel_err": float(rel_sum) / float(count)}
+        for i, n in enumerate(delta):
+            out[f"delta_{i + 1}"] = float(n) / float(count) * 100.0
+        return out
 
     def compute(self) -> dict[str, float]:
-        if self.count == 0:
-            raise ValueError("depth_zbuffer: no valid pixels were accumulated; nothing to score")
-        out = {"abs_err": self.abs_sum / self.count, "rel_err": self.rel_sum / self.count}
-        for i, n in enumerate(self.delta):
-            out[f"delta_{i + 1}"] = n / self.count * 100.0
-        return out
+        return self._scores(self.count, self.abs_sum, self.rel_sum, self.delta)
+
+    def image_stats(self) -> dict[str, np.ndarray]:
+        return self._images.stats({"count": (), "abs_sum": (), "rel_sum": (), "delta": (3,)})
+
+    @staticmethod
+    def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return DepthMeter._scores(float(stats["count"]), float(stats["abs_sum"]), float(stats["rel_sum"]),
+                            np.asarray(stats["delta"]))
 
 
 class LossMeter:
     """Mean of per-sample losses over the split -> ``{"loss": value}`` (lower is better).
 
     The loss is evaluated at the prediction's resolution, exactly as in training.
+    Per-image statistics: ``loss`` and ``count`` (1 per image) ``[N]``.
     """
+
+    kind = "loss"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor]):
         self.loss_fn = loss_fn
         self.total = 0.0
         self.count = 0
+        self._images = _PerImage()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        per_sample = self.loss_fn(pred.detach(), target, mask)
-        self.total += float(per_sample.to(torch.float64).sum())
+        per_sample = self.loss_fn(pred.detach(), target, mask).to(torch.float64)
+        self.total += float(per_sample.sum())
         self.count += per_sample.numel()
+        self._images.add(loss=per_sample, count=torch.ones_like(per_sample))
+
+    @staticmethod
+    def _scores(total: float, count: float) -> dict[str, float]:
+        if count <= 0:
+            raise ValueError("loss meter: no samples were accumulated; nothing to score")
+        return {"loss": float(total) / float(count)}
 
     def compute(self) -> dict[str, float]:
-        if self.count == 0:
-            raise ValueError("loss meter: no samples were accumulated; nothing to score")
-        return {"loss": self.total / self.count}
+        return self._scores(self.total, self.count)
+
+    def image_stats(self) -> dict[str, np.ndarray]:
+        return self._images.stats({"loss": (), "count": ()})
+
+    @staticmethod
+    def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return LossMeter._scores(float(stats["loss"]), float(stats["count"]))
+
+
+# Meter kind -> metrics from summed per-image statistics; a statistics file names each task's kind.
+SCORERS: dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, float]]] = {
+    m.kind: m.score for m in (SegmentationMeter, NormalMeter, DepthMeter, LossMeter)
+}
 
 
 # ----------------------------------------------------------------------------- Task

@@ -1,6 +1,8 @@
 """Training a TreeMTL model, and the content-keyed model cache around it."""
 from __future__ import annotations
 
+import functools
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,6 +33,26 @@ def multitask_loss(outputs: dict, batch: dict, tasks) -> tuple[torch.Tensor, dic
     return sum(per_task.values()), {k: v.item() for k, v in per_task.items()}
 
 
+def lr_factor(it: int, schedule: str, iterations: int, step: int, gamma: float, warmup: int = 0) -> float:
+    """The learning rate at iteration `it` (0-based) as a multiple of the base rate.
+
+    "step": gamma ** (it // step). "cosine": it / warmup during the warm-up, then
+    0.5 * (1 + cos(pi * progress)) with progress from 0 to 1 over the remaining iterations.
+    """
+    if schedule == "step":
+        return gamma ** (it // step)
+    if schedule != "cosine":
+        raise ValueError(f"unknown train.schedule {schedule!r}; use step or cosine")
+    if it < warmup:
+        return (it + 1) / warmup
+    progress = (it - warmup) / max(1, iterations - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _value(x):
+    return getattr(x, "value", x)
+
+
 @out_of_memory_hint("train.batch_size", "cfg.batch_size")
 def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, seed: int,
                 progress: bool = True, step_hook: Callable[[int, dict], None] | None = None) -> dict:
@@ -52,9 +74,12 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     if adv is not None:
         attack = _training_attack(adv, [t.name for t in tasks])
     torch.manual_seed(seed)
-    model.to(device).train()
+    fmt = torch.channels_last if cfg.get("channels_last", False) else torch.contiguous_format
+    model.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(
+        lr_factor, schedule=_value(cfg.get("schedule", "step")), iterations=cfg.iterations, step=cfg.lr_step,
+        gamma=cfg.lr_gamma, warmup=cfg.get("warmup", 0)))
     recent: list[dict] = []
     recent_adv: list[dict] = []
     attack_s, attack_steps = 0.0, []
@@ -64,6 +89,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
                leave=False)
     for it in bar:
         batch = to_device(next(batches), device)
+        batch["image"] = batch["image"].contiguous(memory_format=fmt)
         parts = None
         if adv is None or adv["clean_step"]:
             loss, parts = multitask_loss(model(batch["image"]), batch, tasks)
@@ -88,7 +114,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if step_hook is not None:
             step_hook(it, parts)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     info = {"seconds": time.perf_counter() - start, "iterations": cfg.iterations,
             "final_losses": _mean_parts(recent or recent_adv)}
     if adv is not None:
@@ -185,6 +211,12 @@ def model_key(cfg: DictConfig, layout) -> dict:
     adversarial = adversarial_settings(cfg.train)
     train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
     train.pop("adversarial", None)
+    if not train.get("channels_last"):
+        train.pop("channels_last", None)  # absent = off: keys of models cached before the option
+    if train.get("schedule") == "step" and not train.get("warmup"):
+        # The paper's schedule: keys stay those of models cached before the schedule option.
+        train.pop("schedule", None)
+        train.pop("warmup", None)
     key = {
         "dataset": {
             "name": ds.name,
@@ -200,6 +232,9 @@ def model_key(cfg: DictConfig, layout) -> dict:
         "seed": cfg.seed,
         "model_version": MODEL_VERSION,
     }
+    if float(cfg.backbone.width) != 1.0:
+        # Absent means 1.0, so models cached before the width option keep their keys.
+        key["width"] = float(cfg.backbone.width)
     if adversarial is not None:
         # Only adversarially trained models carry this, so clean models keep their old keys.
         key["adversarial"] = adversarial

@@ -3,7 +3,11 @@
 A branched multi-task model copies block b once per task set at branching point b,
 so each backbone is described here only as its list of 5 blocks. Inputs are the
 already normalized images [B, 3, H, W]; the last block outputs
-[B, feature_channels(name), H/stride, W/stride].
+[B, feature_channels(name, width), H/stride, W/stride].
+
+``width`` scales every block's channels (1.0 = the paper's backbone; 0.25 gives
+DeepLab-ResNet34 stages of 16/32/64/128 channels). The 5 blocks, their strides and
+hence every layout and model index are the same at any width.
 
 No ImageNet weights are used: backbone convolutions get N(0, 0.01) weights and
 BatchNorm gets gamma 1, beta 0 (TreeMTL `main/models.py`, `main/auto_models.py`).
@@ -29,9 +33,28 @@ def check_backbone(name: str) -> str:
     return name
 
 
-def feature_channels(name: str) -> int:
-    """Channels of the last block's output (512 for resnet34, 1280 for mobilenetv2)."""
-    return _FEATURE_CHANNELS[check_backbone(name)]
+def check_width(width: float) -> float:
+    """Return `width` as a float if it is a positive number, else raise a one-line ValueError."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"backbone.width must be a positive number (1.0 = the paper's channels), got {width!r}")
+    return float(width)
+
+
+def scaled(channels: int, width: float) -> int:
+    """A ResNet stage's channels at `width` (at least 1): 64 at 0.25 -> 16."""
+    return max(1, round(channels * check_width(width)))
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: the nearest multiple of `divisor`, never 10% below `value`."""
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+def feature_channels(name: str, width: float = 1.0) -> int:
+    """Channels of the last block's output (512 for resnet34, 1280 for mobilenetv2 at width 1)."""
+    base = _FEATURE_CHANNELS[check_backbone(name)]
+    return scaled(base, width) if name == "resnet34" else make_divisible(base * check_width(width))
 
 
 def output_stride(name: str) -> int:
@@ -77,20 +100,21 @@ def _resnet_stage(in_ch: int, out_ch: int, units: int, stride: int, dilation: in
     return nn.Sequential(*layers)
 
 
-def _resnet34_blocks() -> list[nn.Module]:
+def _resnet34_blocks(width: float = 1.0) -> list[nn.Module]:
+    c1, c2, c3, c4 = (scaled(c, width) for c in (64, 128, 256, 512))
     stem = nn.Sequential(
-        nn.Conv2d(3, 64, 7, 2, padding=3, bias=False),
-        nn.BatchNorm2d(64),
+        nn.Conv2d(3, c1, 7, 2, padding=3, bias=False),
+        nn.BatchNorm2d(c1),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
     )
     # Deeplab: layer3/layer4 trade stride for dilation, so the output stride stays 8.
     return [
         stem,
-        _resnet_stage(64, 64, 3, stride=1, dilation=1),
-        _resnet_stage(64, 128, 4, stride=2, dilation=1),
-        _resnet_stage(128, 256, 6, stride=1, dilation=2),
-        _resnet_stage(256, 512, 3, stride=1, dilation=4),
+        _resnet_stage(c1, c1, 3, stride=1, dilation=1),
+        _resnet_stage(c1, c2, 4, stride=2, dilation=1),
+        _resnet_stage(c2, c3, 6, stride=1, dilation=2),
+        _resnet_stage(c3, c4, 3, stride=1, dilation=4),
     ]
 
 
@@ -110,10 +134,16 @@ def _relu6_to_relu(module: nn.Module) -> None:
             _relu6_to_relu(child)
 
 
-def _mobilenetv2_blocks() -> list[nn.Module]:
+def _mobilenetv2_blocks(width: float = 1.0) -> list[nn.Module]:
     from torchvision.models import mobilenet_v2
+    from torchvision.ops.misc import Conv2dNormActivation
 
-    features = mobilenet_v2(weights=None).features
+    features = mobilenet_v2(weights=None, width_mult=check_width(width)).features
+    if width < 1:
+        # torchvision keeps the last conv at 1280 below width 1; here every channel scales.
+        last = features[-1][0]
+        features[-1] = Conv2dNormActivation(last.in_channels, feature_channels("mobilenetv2", width),
+                                            kernel_size=1, activation_layer=nn.ReLU6)
     _relu6_to_relu(features)
     return [nn.Sequential(*features[a:b]) for a, b in _MOBILENETV2_SPLITS]
 
@@ -139,9 +169,9 @@ def init_backbone_block_(block: nn.Module, generator: torch.Generator | None = N
 
 
 def backbone_blocks(
-    name: str, generator: torch.Generator | None = None, materialize: bool = True
+    name: str, generator: torch.Generator | None = None, materialize: bool = True, width: float = 1.0
 ) -> list[nn.Module]:
-    """The 5 branching blocks of backbone `name` as fresh modules.
+    """The 5 branching blocks of backbone `name` at channel `width` as fresh modules.
 
     With `materialize` (default) they are CPU modules initialized by
     `init_backbone_block_` from `generator`; otherwise they stay on the meta
@@ -149,7 +179,7 @@ def backbone_blocks(
     """
     builder = _BUILDERS[check_backbone(name)]
     with torch.device("meta"):  # skip torch's default init; ours overwrites it anyway
-        blocks = builder()
+        blocks = builder(check_width(width))
     if not materialize:
         return blocks
     return [init_backbone_block_(b.to_empty(device="cpu"), generator) for b in blocks]
@@ -169,14 +199,14 @@ def paper_module_params(module: nn.Module) -> int:
     return total
 
 
-def paper_block_params(name: str) -> list[int]:
-    """Per-block paper parameter counts of backbone `name` (5 ints).
+def paper_block_params(name: str, width: float = 1.0) -> list[int]:
+    """Per-block paper parameter counts of backbone `name` at `width` (5 ints).
 
-    resnet34 gives [9472, 221568, 1115264, 6819072, 13110784] (sum 21,276,160).
+    resnet34 gives [9472, 221568, 1115264, 6819072, 13110784] (sum 21,276,160) at width 1.
     """
-    return [paper_module_params(b) for b in backbone_blocks(name, materialize=False)]
+    return [paper_module_params(b) for b in backbone_blocks(name, materialize=False, width=width)]
 
 
-def torch_block_params(name: str) -> list[int]:
-    """Per-block ordinary torch parameter counts of backbone `name` (5 ints)."""
-    return [sum(p.numel() for p in b.parameters()) for b in backbone_blocks(name, materialize=False)]
+def torch_block_params(name: str, width: float = 1.0) -> list[int]:
+    """Per-block ordinary torch parameter counts of backbone `name` at `width` (5 ints)."""
+    return [sum(p.numel() for p in b.parameters()) for b in backbone_blocks(name, materialize=False, width=width)]

@@ -45,46 +45,51 @@ def resolve_layout(cfg: DictConfig, num_tasks: int) -> Layout:
     raise ValueError(f"unknown layout.preset {preset!r}; use all_shared, independent or random")
 
 
-def init_path(cache_dir: Path, backbone: str, channels: list[int], head_width: int, seed: int) -> Path:
-    """The one saved initialization shared by every layout of this backbone and task set."""
-    key = content_key(
-        {"backbone": backbone, "channels": list(channels), "head_width": head_width, "seed": seed, "v": MODEL_VERSION}
-    )
+def init_path(cache_dir: Path, backbone: str, channels: list[int], head_width: int, seed: int,
+              width: float = 1.0) -> Path:
+    """The one saved initialization shared by every layout of this backbone (at `width`) and task set."""
+    key = {"backbone": backbone, "channels": list(channels), "head_width": head_width, "seed": seed, "v": MODEL_VERSION}
+    if float(width) != 1.0:
+        key["width"] = float(width)  # the paper's width keeps its old key
+    key = content_key(key)
     return Path(cache_dir) / "init" / f"{backbone}-{key}.pt"
 
 
-def build_model(backbone: str, layout: Layout, tasks, head_width: int, seed: int, cache_dir: Path) -> TreeMTLModel:
-    """A TreeMTL model for `tasks` with the backbone's saved initial weights (made on first use)."""
+def build_model(backbone: str, layout: Layout, tasks, head_width: int, seed: int, cache_dir: Path,
+                width: float = 1.0) -> TreeMTLModel:
+    """A TreeMTL model for `tasks` with the backbone's saved initial weights (made on first use);
+    `width` scales the backbone's channels (1.0 = the paper's)."""
     names = [t.name for t in tasks]
     channels = [t.channels for t in tasks]
-    path = init_path(cache_dir, backbone, channels, head_width, seed)
+    path = init_path(cache_dir, backbone, channels, head_width, seed, width)
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_once(path, lambda tmp: torch.save(init_state(backbone, channels, head_width, seed), tmp))
+    build_once(path, lambda tmp: torch.save(init_state(backbone, channels, head_width, seed, width), tmp))
     init = torch.load(path, map_location="cpu", weights_only=True)
-    return TreeMTLModel(backbone, layout, names, channels, head_width=head_width, init=init)
+    return TreeMTLModel(backbone, layout, names, channels, head_width=head_width, init=init, width=width)
 
 
 @functools.lru_cache(maxsize=None)
-def _block_counts(backbone: str) -> tuple[list[int], list[int]]:
-    return torch_block_params(backbone), paper_block_params(backbone)
+def _block_counts(backbone: str, width: float) -> tuple[list[int], list[int]]:
+    return torch_block_params(backbone, width), paper_block_params(backbone, width)
 
 
 @functools.lru_cache(maxsize=None)
-def _head_params(backbone: str, channels: int, width: int) -> int:
+def _head_params(backbone: str, width: float, channels: int, head_width: int) -> int:
     with torch.device("meta"):  # count without allocating
-        return sum(p.numel() for p in ASPPHead(feature_channels(backbone), channels, width).parameters())
+        return sum(p.numel() for p in ASPPHead(feature_channels(backbone, width), channels, head_width).parameters())
 
 
-def layout_size(layout: Layout, backbone: str, task_channels: list[int], head_width: int) -> dict:
-    """Sizes of a layout's model without building it.
+def layout_size(layout: Layout, backbone: str, task_channels: list[int], head_width: int,
+                width: float = 1.0) -> dict:
+    """Sizes of a layout's model (backbone at channel `width`) without building it.
 
     params_torch: ordinary torch count of the whole model (block copies and heads);
     params_backbone_torch: the block copies only; params_paper: the paper's #Params
     (block tree only, conv weights plus one per BN channel; SPEC "Models"); params_paper_M in millions.
     """
-    torch_blocks, paper_blocks = _block_counts(backbone)
+    torch_blocks, paper_blocks = _block_counts(backbone, float(width))
     backbone_torch = sum(n * p for n, p in zip(layout.sets_per_point(), torch_blocks))
-    heads = sum(_head_params(backbone, int(c), int(head_width)) for c in task_channels)
+    heads = sum(_head_params(backbone, float(width), int(c), int(head_width)) for c in task_channels)
     paper = paper_param_count(layout, paper_blocks)
     return {
         "params_torch": backbone_torch + heads,

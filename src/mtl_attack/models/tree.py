@@ -26,6 +26,7 @@ from .backbones import (
     NUM_BLOCKS,
     backbone_blocks,
     check_backbone,
+    check_width,
     feature_channels,
     init_backbone_block_,
     output_stride,
@@ -128,11 +129,13 @@ def _part_generator(seed: int, part: str) -> torch.Generator:
 
 
 def init_state(
-    backbone: str, task_channels: Sequence[int], head_width: int = DEFAULT_HEAD_WIDTH, seed: int = 0
+    backbone: str, task_channels: Sequence[int], head_width: int = DEFAULT_HEAD_WIDTH, seed: int = 0,
+    width: float = 1.0,
 ) -> dict[str, Any]:
-    """Deterministic initial weights for one copy of each backbone block and each task head.
+    """Deterministic initial weights for one copy of each backbone block (at channel `width`)
+    and each task head.
 
-    Returns {"format", "backbone", "task_channels", "head_width", "seed",
+    Returns {"format", "backbone", "width", "task_channels", "head_width", "seed",
     "blocks": [state_dict of block b for b in 0..4], "heads": [state_dict of head i]}.
     Independent of any layout: `TreeMTLModel.load_init` copies block b's state into
     every copy of block b. Block b uses its own generator seeded from (seed, backbone, b),
@@ -141,18 +144,19 @@ def init_state(
     check_backbone(backbone)
     _check_channels(task_channels)
     blocks = []
-    for b, block in enumerate(backbone_blocks(backbone, materialize=False)):
+    for b, block in enumerate(backbone_blocks(backbone, materialize=False, width=width)):
         block = init_backbone_block_(block.to_empty(device="cpu"), _part_generator(seed, f"{backbone}/block{b}"))
         blocks.append(dict(block.state_dict()))
     heads = []
     for i, channels in enumerate(task_channels):
         with torch.device("meta"):
-            head = ASPPHead(feature_channels(backbone), int(channels), head_width)
+            head = ASPPHead(feature_channels(backbone, width), int(channels), head_width)
         head = init_head_(head.to_empty(device="cpu"), _part_generator(seed, f"head{i}"))
         heads.append(dict(head.state_dict()))
     return {
         "format": INIT_FORMAT,
         "backbone": backbone,
+        "width": float(width),
         "task_channels": [int(c) for c in task_channels],
         "head_width": int(head_width),
         "seed": int(seed),
@@ -167,7 +171,8 @@ class TreeMTLModel(nn.Module):
     h, w are the feature resolution (H/8 for resnet34, H/32 for mobilenetv2, with the
     convolutions' rounding). The model owns its input normalization (`normalize`).
     Weights come from `init` (an `init_state` dict) if given, else from
-    `init_state(backbone, task_channels, head_width, seed)`.
+    `init_state(backbone, task_channels, head_width, seed, width)`. `width` scales the
+    backbone's channels (1.0 = the paper's).
     """
 
     def __init__(
@@ -181,9 +186,11 @@ class TreeMTLModel(nn.Module):
         *,
         init: Mapping[str, Any] | None = None,
         seed: int = 0,
+        width: float = 1.0,
     ):
         super().__init__()
         check_backbone(backbone)
+        self.width = check_width(width)
         _check_tasks(task_names, task_channels)
         self.backbone_name = backbone
         self.task_names: tuple[str, ...] = tuple(task_names)
@@ -193,7 +200,7 @@ class TreeMTLModel(nn.Module):
         self.normalizer = InputNormalizer(normalize)
 
         # Copies are allocated uninitialized (meta templates); load_init fills every value.
-        templates = backbone_blocks(backbone, materialize=False)
+        templates = backbone_blocks(backbone, materialize=False, width=self.width)
         self.blocks = nn.ModuleList()
         self._parent: list[dict[str, str]] = []  # point b: set key -> key of its parent at b-1
         for b, point in enumerate(self.points):
@@ -212,10 +219,11 @@ class TreeMTLModel(nn.Module):
         heads = nn.ModuleDict()
         for name, channels in zip(self.task_names, self.task_channels):
             with torch.device("meta"):
-                heads[name] = ASPPHead(feature_channels(backbone), channels, self.head_width)
+                heads[name] = ASPPHead(feature_channels(backbone, self.width), channels, self.head_width)
         self.heads = heads.to_empty(device="cpu")
 
-        self.load_init(init if init is not None else init_state(backbone, self.task_channels, self.head_width, seed))
+        self.load_init(init if init is not None
+                       else init_state(backbone, self.task_channels, self.head_width, seed, self.width))
 
     @property
     def output_stride(self) -> int:
@@ -226,11 +234,12 @@ class TreeMTLModel(nn.Module):
         missing = [k for k in ("backbone", "task_channels", "head_width", "blocks", "heads") if k not in state]
         if missing:
             raise ValueError(f"init state lacks {missing}; make it with init_state(...)")
-        expected = (self.backbone_name, list(self.task_channels), self.head_width)
-        got = (state["backbone"], [int(c) for c in state["task_channels"]], int(state["head_width"]))
+        expected = (self.backbone_name, self.width, list(self.task_channels), self.head_width)
+        got = (state["backbone"], float(state.get("width", 1.0)), [int(c) for c in state["task_channels"]],
+               int(state["head_width"]))
         if got != expected:
             raise ValueError(
-                f"init state is for (backbone, task channels, head width) {got} but the model is {expected}; "
+                f"init state is for (backbone, width, task channels, head width) {got} but the model is {expected}; "
                 f"make a matching one with init_state"
             )
         for b, copies in enumerate(self.blocks):
@@ -254,7 +263,7 @@ class TreeMTLModel(nn.Module):
         return {name: self.heads[name](feats[key]) for name, key in zip(self.task_names, self._final_key)}
 
     def extra_repr(self) -> str:
-        return f"backbone={self.backbone_name!r}, tasks={list(self.task_names)}, points={self.points}"
+        return f"backbone={self.backbone_name!r}, width={self.width:g}, tasks={list(self.task_names)}, points={self.points}"
 
 
 def param_counts(model: TreeMTLModel) -> dict[str, int]:

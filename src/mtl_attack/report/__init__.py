@@ -26,6 +26,7 @@ from .labels import OBJECTIVES, OPTIMIZERS, TASKS, train_attack_label
 from .load import attack_keys, done_rows, load_results, metric_directions, status_note
 from .markdown import to_markdown
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
+from .significance import cell_intervals, first_places
 from .studies import STUDIES, Study, main_report, write_report
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, transfer_table,
                            transferability_table, transferability_trend)
@@ -38,5 +39,5 @@ __all__ = [
     "arp_vs_eps", "plot_arp_vs_eps", "per_task_bars", "plot_per_task_bars", "plot_study_bars",
     "weighted_grid_table", "adversarial_accuracy_table", "adversarial_arp_table", "transfer_table",
     "transferability_table", "transferability_trend", "plot_transferability", "train_attack_label",
-    "Study", "STUDIES", "write_report", "main_report",
+    "first_places", "cell_intervals", "Study", "STUDIES", "write_report", "main_report",
 ]

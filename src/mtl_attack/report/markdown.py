@@ -22,8 +22,8 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: 
                 headers: Sequence[str] | None = None, params: Mapping[str, float] | None = None) -> str:
     """A GitHub markdown table: the index as first column, then one column per table column.
 
-    Numbers get ``digits`` decimals, NaN and None read "-", text stays as it is; cells
-    where ``marks`` (a boolean frame shaped like ``table``) is True are bold.
+    Numbers get ``digits`` decimals, NaN and None read "-", text stays as it is. ``marks``
+    (shaped like ``table``): cells marked True, "first" or "best" are bold, "tie" in italics.
     headers: the column headers; by default "<optimizer> <objective>" (e.g. "APGD DGBA")
     for (optimizer, objective) columns, else the column names.
     params: row -> #Params (M), shown as a "#Params (M)" column after the index; by
@@ -41,7 +41,10 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: 
         cells = [_cell(name)] + ([f"{params[name]:.2f}" if name in params else "-"] if params else [])
         for col, value in row.items():
             text = _value(value, digits)
-            if marks is not None and not pd.isna(value) and bool(marks.at[name, col]):
+            mark = marks.at[name, col] if marks is not None and not pd.isna(value) else None
+            if isinstance(mark, str):
+                text = f"*{text}*" if mark == "tie" else f"**{text}**" if mark else text
+            elif mark is not None and bool(mark):
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")

@@ -21,6 +21,7 @@ from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, op
                      task_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
+from .significance import cell_intervals, first_places
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, single_x, trained_models,
                            transfer_table, transferability_table, transferability_trend, transferability_wide)
@@ -194,19 +195,36 @@ def _attack_section(s: Setting, case: None) -> list[str]:
     return md
 
 
+def _has_stats(rows: pd.DataFrame) -> bool:
+    return "stats_file" in rows.columns and rows["stats_file"].notna().any()
+
+
 def _attack_eps_section(s: Setting, part: pd.DataFrame, e: float) -> list[str]:
     k = fmt_eps(e)
     table = arp_table(part, eps=e)
-    marks = best_per_row(table)
     cases = int(table.notna().T.groupby(level="optimizer").any().sum().sum())
     stem = f"{s.prefix}table_arp_eps{k}"
+    here = at_eps(part, e)
+    checked = _has_stats(here)
+    marks = first_places(here, table) if checked else best_per_row(table)
     s.text(stem, f"# ARP, {s.dataset} / {s.backbone}, eps {k}\n\n" + to_markdown(table, marks))
     flat = _flat(table)
     if table.attrs.get("params_paper_M"):
         flat.insert(0, "params_paper_M", [table.attrs["params_paper_M"].get(m) for m in flat.index])
     s.csv(stem, flat)
-    md = [f"### eps {k}", "", f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv))", "",
-          f"First places (model x optimizer cases, ties count for each) out of {cases}: {_firsts(marks)}.", ""]
+    md = [f"### eps {k}", "", f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv))", ""]
+    if checked:
+        ties = int((marks == "tie").T.groupby(level="optimizer").any().sum().sum())
+        s.csv(f"{stem}_intervals", cell_intervals(here, table).rename(columns={"row": "model"}), index=False)
+        md += ["First places out of " f"{cases} model x optimizer cases, counted only where the best ARP is ahead "
+               "of the runner-up beyond the paired 95% bootstrap interval of their difference (over test images "
+               f"and seeds): {_firsts(marks) or 'none'}. Ties (best and runner-up not separable, in italics, no "
+               f"first place): {ties}"
+               + (f"; unchecked (no per-image statistics, bold): {marks.attrs['unchecked']}"
+                  if marks.attrs.get("unchecked") else "")
+               + f". ARP intervals per cell: [{stem}_intervals.csv]({stem}_intervals.csv).", ""]
+    else:
+        md += [f"First places (model x optimizer cases, ties count for each) out of {cases}: {_firsts(marks)}.", ""]
     if not task_columns(at_eps(part, e)):
         md += [f"Per-task bars skipped: {NO_PER_TASK}.", ""]
     else:

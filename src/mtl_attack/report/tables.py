@@ -151,11 +151,16 @@ def best_per_row(table: pd.DataFrame, within: str = "optimizer", rtol: float = 1
 
 
 def first_place_counts(marks: pd.DataFrame) -> pd.Series:
-    """Per objective, in how many (model, optimizer) cases it is marked best (ties count for each).
+    """Per objective, in how many (model, optimizer) cases it is marked best.
 
-    With per-optimizer marks this is the paper's "DGBA ranks first in 80 of 100 cases".
+    marks: :func:`best_per_row` (ties count for each) or
+    :func:`~mtl_attack.report.significance.first_places` ("first" and unchecked "best"
+    count, ties count for none). With per-optimizer marks this is the paper's "DGBA ranks
+    first in 80 of 100 cases".
     """
-    counts = marks.T.groupby(level="objective", sort=False).sum().sum(axis=1).astype(int)
+    text = any(isinstance(v, str) for v in marks.to_numpy().ravel())
+    firsts = marks.isin(["first", "best"]) if text else marks.astype(bool)
+    counts = firsts.T.groupby(level="objective", sort=False).sum().sum(axis=1).astype(int)
     return counts.reindex(ordered(counts.index, OBJECTIVES))
 
 

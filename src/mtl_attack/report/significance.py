@@ -1,0 +1,137 @@
+"""Which attack is first, beyond doubt: paired bootstrap intervals from the jobs' per-image statistics.
+
+A row of an attack table has, per optimizer, a best attack (highest mean ARP) and a
+runner-up. The best counts as first only where the paired 95% bootstrap interval of
+its ARP minus the runner-up's (over the test images and the training seeds both were
+run with, :func:`mtl_attack.stats.paired_difference`) excludes 0; otherwise the two
+are a tie and neither is first. Results without per-image statistics (tables made
+before they existed, or whose job folders are gone) cannot be checked: their best is
+marked as before, and the report says they are unchecked.
+
+Marks are strings: "first" (decided), "tie" (best and runner-up, not separable),
+"best" (the highest, unchecked) and "" (none).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import records, stats
+from ..tasks import SCORERS
+from .load import metric_directions
+
+FIRST, TIE, BEST = "first", "tie", "best"
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: str) -> dict | None:
+    try:
+        return records.read_image_stats(Path(path))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _runs(rows: pd.DataFrame) -> dict[object, tuple]:
+    """seed -> (clean stats, attacked stats) of the rows (one job per seed); {} when any is missing."""
+    if "stats_file" not in rows.columns:
+        return {}
+    out = {}
+    for seed, group in rows.groupby(rows["seed"].fillna(0) if "seed" in rows.columns else 0, sort=True):
+        path = group["stats_file"].dropna()
+        data = _read(str(path.iloc[0])) if len(path) else None
+        if data is None or not data.get("attacked"):
+            return {}
+        out[seed] = (data["clean"], data["attacked"], data["kinds"])
+    return out
+
+
+def _scorers(runs) -> dict:
+    kinds = next(iter(runs.values()))[2]
+    return {task: SCORERS[kind] for task, kind in kinds.items()}
+
+
+def pair_verdict(rows_a: pd.DataFrame, rows_b: pd.DataFrame, directions: dict) -> stats.Interval | None:
+    """ARP of the jobs ``rows_a`` minus ``rows_b`` (same model, same images) with its paired interval
+    over images and the seeds both hold; None when their statistics are missing."""
+    runs_a, runs_b = _runs(rows_a), _runs(rows_b)
+    seeds = sorted(set(runs_a) & set(runs_b), key=str)
+    if not seeds:
+        return None
+    pick = lambda runs: [runs[s][:2] for s in seeds]  # noqa: E731
+    try:
+        return stats.paired_difference(pick(runs_a), pick(runs_b), _scorers(runs_a), directions)
+    except (ValueError, KeyError):
+        return None  # statistics of other images or tasks: not comparable
+
+
+def first_places(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "model") -> pd.DataFrame:
+    """Marks shaped like ``table`` (an :func:`~mtl_attack.report.tables.arp_table` of ``part``'s rows):
+    per row and optimizer, "first" for a best attack ahead of its runner-up beyond the paired
+    interval, "tie" for a best and runner-up it cannot separate (or equal means), "best" where
+    the statistics are missing, "" elsewhere. ``marks.attrs["checked"]``: pairs decided from statistics.
+    """
+    marks = pd.DataFrame("", index=table.index, columns=table.columns)
+    checked = unchecked = 0
+    directions = None
+    for opt in dict.fromkeys(c[0] for c in table.columns):
+        cols = [c for c in table.columns if c[0] == opt]
+        for row in table.index:
+            values = table.loc[row, cols].astype(float).dropna().sort_values(ascending=False, kind="stable")
+            if values.empty:
+                continue
+            best = values.index[0]
+            if len(values) == 1:
+                marks.at[row, best] = FIRST  # no contest
+                continue
+            second = values.index[1]
+            if np.isclose(values.iloc[0], values.iloc[1], rtol=1e-9, atol=0.0):
+                marks.at[row, best] = marks.at[row, second] = TIE
+                continue
+            here = part[part[row_col] == row]
+            cell = lambda col: here[(here["optimizer"] == col[0]) & (here["objective"] == col[1])]  # noqa: E731
+            if directions is None:
+                directions = metric_directions(part)
+            diff = pair_verdict(cell(best), cell(second), directions)
+            if diff is None:
+                marks.at[row, best] = BEST
+                unchecked += 1
+            elif stats.verdict(diff) == "A":
+                marks.at[row, best] = FIRST
+                checked += 1
+            else:
+                marks.at[row, best] = marks.at[row, second] = TIE
+                checked += 1
+    marks.attrs.update(checked=checked, unchecked=unchecked)
+    return marks
+
+
+def cell_intervals(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "model") -> pd.DataFrame:
+    """Per cell of ``table``: ARP's interval over images and seeds (from the statistics), the number
+    of seeds and the standard deviation of the seeds' ARPs. Long format: columns row, optimizer,
+    objective, arp, lo, hi, seeds, sd_seeds (lo/hi NaN without statistics)."""
+    out = []
+    directions = None
+    for row in table.index:
+        here = part[part[row_col] == row]
+        for col in table.columns:
+            if pd.isna(table.at[row, col]):
+                continue
+            cell = here[(here["optimizer"] == col[0]) & (here["objective"] == col[1])]
+            per_seed = pd.to_numeric(cell["arp"], errors="coerce").groupby(
+                cell["seed"].fillna(0) if "seed" in cell.columns else 0).mean()
+            lo = hi = np.nan
+            runs = _runs(cell)
+            if runs:
+                directions = directions or metric_directions(part)
+                try:
+                    ci = stats.arp_intervals([r[:2] for r in runs.values()], _scorers(runs), directions)["overall"]
+                    lo, hi = ci.lo, ci.hi
+                except (ValueError, KeyError):
+                    pass
+            out.append({"row": row, "optimizer": col[0], "objective": col[1], "arp": float(table.at[row, col]),
+                        "lo": lo, "hi": hi, "seeds": len(per_seed),
+                        "sd_seeds": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else np.nan})
+    return pd.DataFrame(out, columns=["row", "optimizer", "objective", "arp", "lo", "hi", "seeds", "sd_seeds"])

@@ -1,0 +1,176 @@
+"""Uncertainty of ARP: bootstrap intervals over test images (and training seeds), paired differences.
+
+Every job keeps per-image sufficient statistics of each task's metrics (see
+:class:`mtl_attack.tasks.Meter`), clean and attacked. A bootstrap resample draws
+the N test images with replacement; its metrics are scored from the statistics
+summed over the drawn images (an image drawn twice counts twice), so one pass
+over the data serves every resample. Clean and attacked metrics of a resample use
+the same images, and two attacks on the same model and images share the resamples
+(a paired bootstrap), so their ARP difference is far tighter than two separate
+intervals suggest.
+
+Seeds: with results of several training seeds (the same test images, one model
+per seed), a resample also draws the seeds with replacement and averages the
+drawn seeds' ARPs, so the interval covers both the images and the seeds.
+
+Intervals are percentile intervals at ``level`` (0.95). Pure numpy; arrays:
+``stats[task][name]`` is ``[N, ...]`` with N images in evaluation order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .scores import arp
+
+# A task's stats -> metrics, e.g. ``task.meter().score``.
+Scorer = Callable[[Mapping[str, np.ndarray]], dict]
+Stats = Mapping[str, Mapping[str, np.ndarray]]  # task -> statistic name -> [N, ...]
+
+N_BOOT = 1000
+LEVEL = 0.95
+
+
+def resample_counts(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """How often each of ``n`` items is drawn in each of ``n_boot`` resamples with replacement:
+    int64 ``[n_boot, n]``, every row summing to ``n``."""
+    if n < 1:
+        raise ValueError("a bootstrap needs at least one image")
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.int64)
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``samples`` (NaN-free ``[n_boot]``)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    lo, hi = np.quantile(np.asarray(samples, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def image_count(stats: Stats) -> int:
+    """N, the images of a task -> stats mapping (all tasks and statistics must agree)."""
+    sizes = {len(v) for per_task in stats.values() for v in per_task.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"per-image statistics disagree on the number of images: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def metrics_of(stats: Stats, scorers: Mapping[str, Scorer], weights: np.ndarray | None = None) -> dict:
+    """task -> metrics of the images counted by ``weights`` (``[N]``; None = each once)."""
+    from .tasks import summed_stats
+
+    return {task: scorers[task](summed_stats(per_task, weights)) for task, per_task in stats.items()}
+
+
+def arp_samples(clean: Stats, attacked: Stats, scorers: Mapping[str, Scorer],
+                directions: Mapping[str, Mapping[str, bool]], counts: np.ndarray) -> dict:
+    """ARP (%) of each resample: {"overall": [n_boot], "per_task": {task: [n_boot]}}.
+
+    counts: ``[n_boot, N]`` draws per image (:func:`resample_counts`), the same for the
+    clean and the attacked statistics (they are the same images).
+    """
+    weights = np.asarray(counts, dtype=np.float64)  # float: one BLAS product per statistic
+
+    def resampled(stats: Stats) -> dict:
+        return {t: {k: np.tensordot(weights, np.asarray(v, dtype=np.float64), axes=(1, 0)) for k, v in ps.items()}
+                for t, ps in stats.items()}
+
+    def scored(sums: dict, b: int) -> dict:
+        return {t: scorers[t]({k: v[b] for k, v in ps.items()}) for t, ps in sums.items()}
+
+    clean_sums, attacked_sums = resampled(clean), resampled(attacked)
+    overall = np.empty(len(counts))
+    per_task = {t: np.empty(len(counts)) for t in directions}
+    for b in range(len(counts)):
+        total, tasks = arp(scored(clean_sums, b), scored(attacked_sums, b), directions)
+        overall[b] = total
+        for t in per_task:
+            per_task[t][b] = tasks[t]
+    return {"overall": overall, "per_task": per_task}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate (on all the data) with its bootstrap interval."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def as_list(self) -> list[float]:
+        return [self.value, self.lo, self.hi]
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.lo > 0 or self.hi < 0
+
+
+def _seed_average(per_seed: Sequence[np.ndarray], seed_counts: np.ndarray) -> np.ndarray:
+    """Per resample b: the mean over seeds drawn ``seed_counts[b]`` of ``per_seed[s][b]``."""
+    stacked = np.stack(per_seed, 1)  # [n_boot, S]
+    return (stacked * seed_counts).sum(1) / seed_counts.sum(1)
+
+
+def arp_intervals(runs: Sequence[tuple[Stats, Stats]], scorers: Mapping[str, Scorer],
+                  directions: Mapping[str, Mapping[str, bool]], n_boot: int = N_BOOT, level: float = LEVEL,
+                  seed: int = 0) -> dict:
+    """ARP with its interval over images (and seeds, with more than one run).
+
+    runs: one (clean stats, attacked stats) per training seed, all on the same N images.
+    Returns {"overall": Interval, "per_task": {task: Interval}}; the value is the mean
+    over runs of each run's ARP on all images.
+    """
+    n = image_count(runs[0][0])
+    counts = resample_counts(n, n_boot, seed)
+    seed_counts = (resample_counts(len(runs), n_boot, seed + 1) if len(runs) > 1
+                   else np.ones((n_boot, 1), dtype=np.int64))
+    samples = [arp_samples(c, a, scorers, directions, counts) for c, a in runs]
+    points = [arp(metrics_of(c, scorers), metrics_of(a, scorers), directions) for c, a in runs]
+
+    def interval(values: list[float], per_seed: list[np.ndarray]) -> Interval:
+        lo, hi = percentile_interval(_seed_average(per_seed, seed_counts), level)
+        return Interval(float(np.mean(values)), lo, hi)
+
+    return {"overall": interval([p[0] for p in points], [s["overall"] for s in samples]),
+            "per_task": {t: interval([p[1][t] for p in points], [s["per_task"][t] for s in samples])
+                         for t in directions}}
+
+
+def paired_difference(runs_a: Sequence[tuple[Stats, Stats]], runs_b: Sequence[tuple[Stats, Stats]],
+                      scorers: Mapping[str, Scorer], directions: Mapping[str, Mapping[str, bool]],
+                      n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> Interval:
+    """Overall ARP of attack A minus attack B, with its paired bootstrap interval.
+
+    runs_a, runs_b: per training seed (same order), (clean stats, attacked stats) of A
+    and of B on the same model and the same N images; every resample draws the same
+    images (and seeds) for both. The value is the mean over seeds of ARP_A - ARP_B.
+    """
+    if len(runs_a) != len(runs_b):
+        raise ValueError(f"paired runs need the same seeds: {len(runs_a)} vs {len(runs_b)}")
+    n = image_count(runs_a[0][0])
+    if any(image_count(r[0]) != n or image_count(r[1]) != n for r in (*runs_a, *runs_b)):
+        raise ValueError("paired runs must hold the same test images")
+    counts = resample_counts(n, n_boot, seed)
+    seed_counts = (resample_counts(len(runs_a), n_boot, seed + 1) if len(runs_a) > 1
+                   else np.ones((n_boot, 1), dtype=np.int64))
+    diffs, points = [], []
+    for (ca, aa), (cb, ab) in zip(runs_a, runs_b):
+        sa = arp_samples(ca, aa, scorers, directions, counts)["overall"]
+        sb = arp_samples(cb, ab, scorers, directions, counts)["overall"]
+        diffs.append(sa - sb)
+        points.append(arp(metrics_of(ca, scorers), metrics_of(aa, scorers), directions)[0]
+                      - arp(metrics_of(cb, scorers), metrics_of(ab, scorers), directions)[0])
+    lo, hi = percentile_interval(_seed_average(diffs, seed_counts), level)
+    return Interval(float(np.mean(points)), lo, hi)
+
+
+def verdict(difference: Interval) -> str:
+    """"A" when A's ARP is higher beyond doubt (interval above 0), "B" when below, else "tie"."""
+    if difference.lo > 0:
+        return "A"
+    if difference.hi < 0:
+        return "B"
+    return "tie"
