@@ -299,5 +299,8 @@ def test_first_places_need_the_paired_interval_to_exclude_zero(tmp_path):
     assert "| 50.00 | **100.00** | *" in line and line.count("*") == 8  # one bold, two italic cells
     ci = pd.read_csv(out / "table_arp_eps4_intervals.csv")
     assert ((ci["lo"] <= ci["arp"]) & (ci["arp"] <= ci["hi"])).all() and (ci["seeds"] == 2).all()
+    # interval columns are not tasks
+    assert report.load.arp_tasks(["arp", "arp_lo", "arp_hi", "arp_t", "arp_t_lo", "arp_t_hi", "arp_x_lo"]) == ["t", "x_lo"]
+    assert list(pd.read_csv(out / "per_task_arp_eps4.csv").columns) == ["optimizer", "objective", "t"]
     pgd = ci[(ci["optimizer"] == "pgd") & (ci["objective"] == "dgba")].iloc[0]
     assert pgd["arp"] == pytest.approx(100.0) and pgd["lo"] == pytest.approx(100.0)  # every image doubled

@@ -177,6 +177,14 @@ def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def arp_tasks(columns) -> list[str]:
+    """The task names of the per-task ARP columns ``arp_<task>``, in column order; the interval
+    columns (``arp_lo``, ``arp_hi``, ``arp_<task>_lo``, ``arp_<task>_hi``) are not tasks."""
+    names = [c[len("arp_"):] for c in columns if str(c).startswith("arp_")]
+    bounds = {f"{t}_{end}" for t in names for end in ("lo", "hi")} | {"lo", "hi"}
+    return [t for t in names if t not in bounds]
+
+
 # ---------------------------------------------------------------- directions
 
 def metric_directions(rows: pd.DataFrame) -> dict[str, dict[str, bool]]:
@@ -187,7 +195,7 @@ def metric_directions(rows: pd.DataFrame) -> dict[str, dict[str, bool]]:
     fall back to the dataset table (:func:`mtl_attack.data.registry.metric_directions`)
     of the rows' one dataset config, keeping the tasks whose clean metrics are all present.
     """
-    tasks = [c[len("arp_"):] for c in rows.columns if c.startswith("arp_")]
+    tasks = arp_tasks(rows.columns)
     found: dict[str, dict[str, bool]] = {}
     for col in rows.columns:
         if not col.startswith("higher_"):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .labels import (NO_TRAIN_ATTACK, OBJECTIVES, OPTIMIZERS, TASKS, attack_columns, fmt_eps, model_order,
                      ordered, sort_attacks)
-from .load import attack_keys
+from .load import arp_tasks, attack_keys
 
 # ---------------------------------------------------------------- selections
 
@@ -75,8 +75,7 @@ def model_means(keyed: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
 
 def task_columns(keyed: pd.DataFrame) -> list[str]:
     """The tasks with a per-task ARP (an ``arp_<task>`` column with a number), in task order."""
-    tasks = [c[len("arp_"):] for c in keyed.columns
-             if c.startswith("arp_") and pd.to_numeric(keyed[c], errors="coerce").notna().any()]
+    tasks = [t for t in arp_tasks(keyed.columns) if pd.to_numeric(keyed[f"arp_{t}"], errors="coerce").notna().any()]
     return ordered(tasks, TASKS)
 
 
