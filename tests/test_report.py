@@ -252,10 +252,11 @@ def test_several_settings_are_split(results, tmp_path):
 
 # ---------------------------------------------------------------- first places from per-image statistics
 
-def _stats_record(root, attack, seed, clean_losses, attacked_losses):
-    """A job on a one-task dataset scored by its loss, with its per-image statistics file."""
+def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS", surrogate=None):
+    """A job on a one-task dataset scored by its loss, with its per-image statistics file
+    (black-box from ``surrogate`` when given)."""
     opt, obj = attack.split("_")[1], attack.split("_")[0]
-    job = root / f"{attack},seed={seed}"
+    job = root / f"{model},{attack},seed={seed}"
     ones = np.ones(len(clean_losses))
     records.write_image_stats(job / records.STATS_NAME, {
         "clean": {"t": {"loss": np.asarray(clean_losses, float), "count": ones}},
@@ -263,7 +264,9 @@ def _stats_record(root, attack, seed, clean_losses, attacked_losses):
     value = 100 * (np.mean(attacked_losses) - np.mean(clean_losses)) / np.mean(clean_losses)
     rec = {"status": "done", "job": {"name": job.name, "dir": str(job)},
            "config": {"dataset": {"name": "mine"}, "backbone": {"name": "mine"}, "eps": 4.0, "seed": seed},
-           "model": {"label": "AS"}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0},
+           "model": {"label": model}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0},
+           "threat": "black-box" if surrogate else "white-box",
+           "surrogate": {"label": surrogate} if surrogate else None,
            "directions": {"t": {"loss": False}},
            "metrics": {"clean": {"t": {"loss": float(np.mean(clean_losses))}},
                        "attacked": {"t": {"loss": float(np.mean(attacked_losses))}}},
@@ -304,3 +307,23 @@ def test_first_places_need_the_paired_interval_to_exclude_zero(tmp_path):
     assert list(pd.read_csv(out / "per_task_arp_eps4.csv").columns) == ["optimizer", "objective", "t"]
     pgd = ci[(ci["optimizer"] == "pgd") & (ci["objective"] == "dgba")].iloc[0]
     assert pgd["arp"] == pytest.approx(100.0) and pgd["lo"] == pytest.approx(100.0)  # every image doubled
+
+
+def test_study_tables_use_the_paired_first_places(tmp_path):
+    """Table 6 shape: on the black-box target DGBA is ahead beyond doubt; on the surrogate's own
+    white-box row DGBA and Total differ by noise only, a tie."""
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(1, 2, 50)
+    _stats_record(tmp_path, "dgba_pgd", 0, clean, clean * 1.6, model="IND", surrogate="AS")
+    _stats_record(tmp_path, "total_pgd", 0, clean, clean * 1.3, model="IND", surrogate="AS")
+    noise = rng.normal(0, 0.3, (2, 50))
+    _stats_record(tmp_path, "dgba_pgd", 0, clean, clean * (1.8 + noise[0]).clip(1.01))
+    _stats_record(tmp_path, "total_pgd", 0, clean, clean * (1.8 + noise[1]).clip(1.01))
+    out = tmp_path / "report"
+    report.write_report(report.load_results([tmp_path]), out)
+    lines = (out / "table_transfer_AS_eps4.md").read_text().splitlines()
+    bb, wb = [l for l in lines if l.startswith("| BB IND")][0], [l for l in lines if l.startswith("| WB AS")][0]
+    assert bb.count("**") == 2 and "*" not in bb.replace("**", "")  # DGBA first
+    assert wb.count("**") == 0 and wb.count("*") == 4  # two italic cells: a tie
+    md = (out / "report.md").read_text()
+    assert "ahead of the runner-up beyond the paired 95% bootstrap interval" in md and "First places: DGBA 1." in md

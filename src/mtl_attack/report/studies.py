@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import atomic
 from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, optimizer_label, slug,
-                     task_label)
+                     task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
 from .significance import cell_intervals, first_places
@@ -80,14 +80,24 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
-def _study_table(s: Setting, table: pd.DataFrame, stem: str, title: str) -> tuple[str, str]:
+UNCHECKED = "bold: the row's best per optimizer"
+CHECKED = ("bold: the row's best per optimizer, ahead of the runner-up beyond the paired 95% bootstrap "
+           "interval of their difference; italics: best and runner-up the interval cannot separate (a tie, "
+           "no first place)")
+
+
+def _study_table(s: Setting, table: pd.DataFrame, stem: str, title: str,
+                 rows: pd.DataFrame) -> tuple[str, str, str]:
     """Write a Table 3/6-shaped table as <stem>.md, .csv and .png (bars); return its markdown with
-    the picture and the first-place counts as text."""
-    marks = best_per_row(table)
+    the picture, the first-place counts as text and the legend of its marks. ``rows``: the jobs
+    behind the table, their ``row`` column naming the table row each belongs to."""
+    checked = _has_stats(rows)
+    marks = first_places(rows, table, row_col="row") if checked else best_per_row(table)
     s.text(stem, f"# {title}\n\n" + to_markdown(table, marks))
     s.csv(stem, _flat(table))
     s.figure(plot_study_bars, table, stem, title=title)
-    return to_markdown(table, marks) + f"\n![{title}]({stem}.png) ([csv]({stem}.csv))\n", _firsts(marks)
+    body = to_markdown(table, marks) + f"\n![{title}]({stem}.png) ([csv]({stem}.csv))\n"
+    return body, _firsts(marks) or "none", CHECKED if checked else UNCHECKED
 
 
 # ---------------------------------------------------------------- adversarial training (Tables 17/18, 3/19)
@@ -109,10 +119,13 @@ def _adversarial_section(s: Setting, case: tuple[str, str]) -> list[str]:
     mine = s.rows[(s.rows["threat"] == "white-box") & (s.rows["base_model"] == model)]
     for e in s.eps_levels(mine[mine["train_attack"] != NO_TRAIN_ATTACK]):
         k = fmt_eps(e)
-        body, firsts = _study_table(s, adversarial_arp_table(s.rows, eps=e, model=model),
-                                    f"{tag}table_adv_arp_eps{k}", f"ARP on adversarially trained {model}, eps {k}")
+        here = at_eps(mine, e)
+        body, firsts, legend = _study_table(s, adversarial_arp_table(s.rows, eps=e, model=model),
+                                            f"{tag}table_adv_arp_eps{k}",
+                                            f"ARP on adversarially trained {model}, eps {k}",
+                                            here.assign(row=here["train_attack"].map(train_attack_label)))
         md += [f"ARP of each attack (columns) at eps {k} on {model} trained with each attack (rows); "
-               f"bold: the row's best per optimizer. First places: {firsts}.", "", body]
+               f"{legend}. First places: {firsts}.", "", body]
     return md
 
 
@@ -128,12 +141,18 @@ def _transfer_cases(s: Setting) -> list[tuple[str, float]]:
 def _transfer_section(s: Setting, case: tuple[str, float]) -> list[str]:
     surrogate, e = case
     k = fmt_eps(e)
-    body, firsts = _study_table(s, transfer_table(s.rows, eps=e, surrogate=surrogate),
-                                f"{s.prefix}table_transfer_{slug(surrogate)}_eps{k}",
-                                f"Black-box transfer from {surrogate}, eps {k}")
+    black = at_eps(black_box(s.rows), e)
+    black = black[black["surrogate"].astype(str) == surrogate]
+    white = at_eps(clean_white_box(s.rows), e)
+    white = white[white["base_model"].astype(str) == surrogate]
+    rows = pd.concat([black.assign(row="BB " + black["base_model"].astype(str)),
+                      white.assign(row=f"WB {surrogate}")], ignore_index=True)
+    body, firsts, legend = _study_table(s, transfer_table(s.rows, eps=e, surrogate=surrogate),
+                                        f"{s.prefix}table_transfer_{slug(surrogate)}_eps{k}",
+                                        f"Black-box transfer from {surrogate}, eps {k}", rows)
     return [f"### Black-box transfer from surrogate {surrogate}, eps {k} (paper Table 6)", "",
             "BB: adversarial examples crafted on the surrogate, applied to the target; "
-            f"WB: white-box on {surrogate} itself. Bold: the row's best per optimizer. "
+            f"WB: white-box on {surrogate} itself. {legend[0].upper() + legend[1:]}. "
             f"First places: {firsts}.", "", body]
 
 
