@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--index", type=int, help="model index in TreeMTL's enumeration (0 = all-shared)")
     lay.add_argument("--spec", help="a layout in the paper's notation, e.g. '[[{0,1,2}], ...]'")
     lay.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
-    lay.add_argument("--json", action="store_true", help="print JSON with keys index, layout, params_torch, params_paper_M")
+    lay.add_argument("--json", action="store_true",
+                     help="print JSON with keys index, layout, width, params_torch, params_paper_M")
     lay.set_defaults(func=_cmd_layout)
 
     rep = sub.add_parser("report", help="rebuild the paper's tables and figures from results")

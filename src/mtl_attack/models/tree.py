@@ -263,7 +263,8 @@ class TreeMTLModel(nn.Module):
         return {name: self.heads[name](feats[key]) for name, key in zip(self.task_names, self._final_key)}
 
     def extra_repr(self) -> str:
-        return f"backbone={self.backbone_name!r}, width={self.width:g}, tasks={list(self.task_names)}, points={self.points}"
+        return (f"backbone={self.backbone_name!r}, width={self.width:g}, tasks={list(self.task_names)}, "
+                f"points={self.points}")
 
 
 def param_counts(model: TreeMTLModel) -> dict[str, int]:
