@@ -72,10 +72,12 @@ def arp_samples(clean: Stats, attacked: Stats, scorers: Mapping[str, Scorer],
     counts: ``[n_boot, N]`` draws per image (:func:`resample_counts`), the same for the
     clean and the attacked statistics (they are the same images).
     """
+    from .tasks import summed_stats
+
     weights = np.asarray(counts, dtype=np.float64)  # float: one BLAS product per statistic
 
     def resampled(stats: Stats) -> dict:
-        return {t: {k: np.tensordot(weights, np.asarray(v, dtype=np.float64), axes=(1, 0)) for k, v in ps.items()}
+        return {t: summed_stats({k: np.asarray(v, dtype=np.float64) for k, v in ps.items()}, weights)
                 for t, ps in stats.items()}
 
     def scored(sums: dict, b: int) -> dict:
@@ -108,6 +110,17 @@ class Interval:
         return self.lo > 0 or self.hi < 0
 
 
+def _seed_counts(runs: int, n_boot: int, seed: int) -> np.ndarray:
+    """Draws per training seed ``[n_boot, runs]``; one run is always drawn once."""
+    return resample_counts(runs, n_boot, seed + 1) if runs > 1 else np.ones((n_boot, 1), dtype=np.int64)
+
+
+def _point(run: tuple[Stats, Stats], scorers: Mapping[str, Scorer], directions) -> tuple[float, dict]:
+    """(overall, per-task) ARP of one run on all its images."""
+    clean, attacked = run
+    return arp(metrics_of(clean, scorers), metrics_of(attacked, scorers), directions)
+
+
 def _seed_average(per_seed: Sequence[np.ndarray], seed_counts: np.ndarray) -> np.ndarray:
     """Per resample b: the mean over seeds drawn ``seed_counts[b]`` of ``per_seed[s][b]``."""
     stacked = np.stack(per_seed, 1)  # [n_boot, S]
@@ -125,10 +138,9 @@ def arp_intervals(runs: Sequence[tuple[Stats, Stats]], scorers: Mapping[str, Sco
     """
     n = image_count(runs[0][0])
     counts = resample_counts(n, n_boot, seed)
-    seed_counts = (resample_counts(len(runs), n_boot, seed + 1) if len(runs) > 1
-                   else np.ones((n_boot, 1), dtype=np.int64))
+    seed_counts = _seed_counts(len(runs), n_boot, seed)
     samples = [arp_samples(c, a, scorers, directions, counts) for c, a in runs]
-    points = [arp(metrics_of(c, scorers), metrics_of(a, scorers), directions) for c, a in runs]
+    points = [_point(run, scorers, directions) for run in runs]
 
     def interval(values: list[float], per_seed: list[np.ndarray]) -> Interval:
         lo, hi = percentile_interval(_seed_average(per_seed, seed_counts), level)
@@ -154,16 +166,10 @@ def paired_difference(runs_a: Sequence[tuple[Stats, Stats]], runs_b: Sequence[tu
     if any(image_count(r[0]) != n or image_count(r[1]) != n for r in (*runs_a, *runs_b)):
         raise ValueError("paired runs must hold the same test images")
     counts = resample_counts(n, n_boot, seed)
-    seed_counts = (resample_counts(len(runs_a), n_boot, seed + 1) if len(runs_a) > 1
-                   else np.ones((n_boot, 1), dtype=np.int64))
-    diffs, points = [], []
-    for (ca, aa), (cb, ab) in zip(runs_a, runs_b):
-        sa = arp_samples(ca, aa, scorers, directions, counts)["overall"]
-        sb = arp_samples(cb, ab, scorers, directions, counts)["overall"]
-        diffs.append(sa - sb)
-        points.append(arp(metrics_of(ca, scorers), metrics_of(aa, scorers), directions)[0]
-                      - arp(metrics_of(cb, scorers), metrics_of(ab, scorers), directions)[0])
-    lo, hi = percentile_interval(_seed_average(diffs, seed_counts), level)
+    diffs = [arp_samples(*a, scorers, directions, counts)["overall"]
+             - arp_samples(*b, scorers, directions, counts)["overall"] for a, b in zip(runs_a, runs_b)]
+    points = [_point(a, scorers, directions)[0] - _point(b, scorers, directions)[0] for a, b in zip(runs_a, runs_b)]
+    lo, hi = percentile_interval(_seed_average(diffs, _seed_counts(len(runs_a), n_boot, seed)), level)
     return Interval(float(np.mean(points)), lo, hi)
 
 

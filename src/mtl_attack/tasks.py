@@ -51,6 +51,7 @@ __all__ = [
     "normal_loss",
     "l1_loss",
     "confusion_matrix",
+    "confusion_matrices",
     "segmentation_scores",
     "normal_angles_deg",
     "SegmentationMeter",
@@ -284,10 +285,22 @@ def confusion_matrix(
 
     pred_labels, target: integer tensors of the same shape; valid: bool, same shape.
     """
-    t = target[valid].long()
-    p = pred_labels[valid].long()
-    idx = t * classes + p
-    return torch.bincount(idx, minlength=classes * classes).reshape(classes, classes).cpu()
+    flat = [x.reshape(1, -1) for x in (pred_labels, target, valid)]
+    return confusion_matrices(*flat, classes)[0]
+
+
+def confusion_matrices(
+    pred_labels: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """One confusion matrix per image, int64 ``[B, classes, classes]`` (rows = ground truth).
+
+    pred_labels, target: integer ``[B, ...]``; valid: bool, same shape. One bincount for
+    the batch: each image's (truth, prediction) pairs are offset into its own matrix.
+    """
+    b = target.shape[0]
+    image = torch.arange(b, device=target.device).view(b, *[1] * (target.dim() - 1)).expand_as(target)
+    idx = (image * classes + target.long()) * classes + pred_labels.long()
+    return torch.bincount(idx[valid], minlength=b * classes * classes).reshape(b, classes, classes).cpu()
 
 
 def segmentation_scores(conf: torch.Tensor) -> dict[str, float]:
@@ -341,11 +354,12 @@ class Meter(Protocol):
 
 
 def summed_stats(stats: Mapping[str, np.ndarray], weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-image statistics ``[N, ...]`` summed over images, each image counted ``weights[i]``
-    times (float or int ``[N]``; None = once)."""
+    """Per-image statistics ``[N, ...]`` summed over images, each image counted ``weights[..., i]``
+    times (``[N]``, or ``[R, N]`` for R weightings at once, giving ``[R, ...]``; None = once)."""
     if weights is None:
         return {k: v.sum(0) for k, v in stats.items()}
-    return {k: np.tensordot(np.asarray(weights), v, axes=(0, 0)) for k, v in stats.items()}
+    weights = np.asarray(weights)
+    return {k: np.tensordot(weights, v, axes=(weights.ndim - 1, 0)) for k, v in stats.items()}
 
 
 class _PerImage:
@@ -398,9 +412,7 @@ class SegmentationMeter:
         target = target.long()
         valid = valid & (target != IGNORE_INDEX)
         _check_seg_labels("segment_semantic", target, valid, self.classes)
-        labels = labels.to(target.device)
-        per_image = torch.stack([confusion_matrix(labels[i], target[i], valid[i], self.classes)
-                                 for i in range(target.shape[0])])
+        per_image = confusion_matrices(labels.to(target.device), target, valid, self.classes)
         self.conf += per_image.sum(0)
         self._images.add(conf=per_image)
 

@@ -39,6 +39,7 @@ def lr_factor(it: int, schedule: str, iterations: int, step: int, gamma: float, 
     "step": gamma ** (it // step). "cosine": it / warmup during the warm-up, then
     0.5 * (1 + cos(pi * progress)) with progress from 0 to 1 over the remaining iterations.
     """
+    schedule = getattr(schedule, "value", schedule)  # the schema's LRSchedule or its name
     if schedule == "step":
         return gamma ** (it // step)
     if schedule != "cosine":
@@ -47,10 +48,6 @@ def lr_factor(it: int, schedule: str, iterations: int, step: int, gamma: float, 
         return (it + 1) / warmup
     progress = (it - warmup) / max(1, iterations - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _value(x):
-    return getattr(x, "value", x)
 
 
 @out_of_memory_hint("train.batch_size", "cfg.batch_size")
@@ -78,7 +75,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     model.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(
-        lr_factor, schedule=_value(cfg.get("schedule", "step")), iterations=cfg.iterations, step=cfg.lr_step,
+        lr_factor, schedule=cfg.get("schedule", "step"), iterations=cfg.iterations, step=cfg.lr_step,
         gamma=cfg.lr_gamma, warmup=cfg.get("warmup", 0)))
     recent: list[dict] = []
     recent_adv: list[dict] = []
