@@ -391,3 +391,13 @@ def test_init_state_records_its_width(mnv2_state):
     with pytest.raises(ValueError, match=r"init state is for \(backbone, width"):
         TreeMTLModel("resnet34", AS, NAMES, CHANNELS, head_width=W, init=narrow)
     assert "width=0.25" in repr(m)
+
+
+def test_a_bad_width_stops_before_the_data_are_rendered(tmp_path):
+    from helpers import tiny
+    from mtl_attack.config import compose
+    from mtl_attack.parts import prepare
+
+    with pytest.raises(ValueError, match="backbone.width must be a positive number"):
+        prepare(compose(tiny("backbone.width=0", cache_dir=tmp_path)), torch.device("cpu"), progress=False)
+    assert not any(tmp_path.iterdir())  # nothing rendered or trained

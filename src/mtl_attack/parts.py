@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from .data.build import build_splits, plain_train_split, prepare_root
 from .data.registry import get_tasks
+from .models.backbones import check_width
 from .models.build import build_model, resolve_layout
 from .models.layout import Layout
 from .training import train_or_load
@@ -67,6 +68,7 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     """The job's parts: render or open the data, make the tasks, resolve the layout and
     (with_model) train or load the model. device: None = `cfg.device` resolved."""
     device = resolve_device(cfg.device) if device is None else device
+    check_width(cfg.backbone.width)  # a bad width stops before the data are rendered
     root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
     train, test = build_splits(cfg.dataset, root)
     tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
