@@ -17,6 +17,7 @@ TINY = [
     "backbone.head_width=4",
     "train.iterations=3",
     "train.batch_size=4",
+    "train.threads=1",  # training sets its own thread count; one keeps tiny runs fast
     "attack.steps=2",
 ]
 

@@ -47,3 +47,33 @@ def test_a_failing_writer_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         atomic.write_with(path, fail)
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_job_outputs_follow_the_umask(tmp_path, umask, mode):
+    """record.json, error.txt, stats.npz, results tables, cached tensors and the W&B finished marker:
+    every writer goes through atomic (or, for cache builds, a plain open), so the umask decides."""
+    import numpy as np
+    import torch
+
+    from mtl_attack import records
+    from mtl_attack.cache import build_once
+    from mtl_attack.logger import write_finished_marker
+
+    job = tmp_path / "sweep" / "job"
+    old = os.umask(umask)
+    try:
+        paths = [
+            atomic.write_json(job / records.RECORD_NAME, {"status": "done"}),
+            atomic.write_text(job / "error.txt", "Traceback ..."),
+            records.write_image_stats(job / records.STATS_NAME, {"clean": {"t": {"loss": np.ones(3)}}}, {"t": "loss"}),
+            records.write_table(pd.DataFrame({"a": [1]}), tmp_path / "sweep" / records.TABLE_NAME),
+            records.write_table(pd.DataFrame({"a": [1]}), tmp_path / "sweep" / "results.parquet"),
+            atomic.write_torch(tmp_path / "cache" / "t.pt", {"x": torch.zeros(2)}),
+            build_once(tmp_path / "cache" / "m.pt", lambda tmp: torch.save({"x": torch.zeros(2)}, tmp)),
+            write_finished_marker(job / "wandb" / "offline-run-x", "done", 0),
+        ]
+    finally:
+        os.umask(old)
+    assert {p.name: _mode(p) for p in paths} == {p.name: mode for p in paths}
+    assert records.record_state(job) == "done"

@@ -40,6 +40,7 @@ def test_layout_json_known_answer(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["layout"] == "[[{1}, {0, 2}], [{1}, {0, 2}], [{1}, {2}, {0}], [{1}, {2}, {0}], [{1}, {2}, {0}]]"
     assert out["params_paper_M"] == 63.6
+    assert (out["backbone"], out["width"], out["head_width"]) == ("resnet34", 1.0, 1024)
 
 
 @pytest.mark.parametrize("backbone,index", [("resnet34", 9), ("mobilenetv2", 23)])

@@ -17,7 +17,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mtl_attack.data import build_dataset, formats
-from mtl_attack.data.datasets import flip_sample, nearest_resize, pad_crop_sample
+from mtl_attack.data.datasets import (
+    augment_sample,
+    decoded_to_tensors,
+    flip_sample,
+    nearest_resize,
+    pad_crop_sample,
+    resize_sample,
+    train_prescale_factor,
+)
 
 H, W, B = 24, 32, 8  # image size and block side: 3 x 4 blocks, block k = row * 4 + col
 NB = (H // B) * (W // B)
@@ -151,6 +159,28 @@ def test_taskonomy_raw_encoding_and_reader(tk_root):
     assert np.abs(d["keypoints2d"] - kp).max() <= 1 / (0.005 * 2**16) + 1e-6  # half a 16-bit step
     assert np.abs(d["edge_texture"] - ed).max() <= 1 / (0.08 * 2**16) + 1e-6
     assert d["keypoints2d"].min() == -1 and d["keypoints2d"].max() == 1
+
+
+def test_grey_and_white_normals_are_invalid(tmp_path):
+    """AdaShare's grey (127 / 128) normal pixels decode to ~zero vectors: invalid, like white."""
+    raw = np.array([[[255, 255, 255], [127, 127, 127]], [[128, 128, 128], [204, 128, 230]]], np.uint8)
+    v = np.array([204 * 2 - 255, 128 * 2 - 255, 230 * 2 - 255]) / 255.0  # (0.6, 1/255, 205/255)
+    want = v / np.linalg.norm(v)
+    normal, valid = formats.decode_normal_png(raw)
+    assert valid.tolist() == [[False, False], [False, True]]
+    assert (normal[~valid] == 0).all() and np.allclose(normal[1, 1], want, atol=1e-6)
+    # Taskonomy decoding (white not special): only the greys drop out
+    normal, valid = formats.decode_normal_png(raw, white_is_invalid=False)
+    assert valid.tolist() == [[True, False], [False, True]]
+    assert np.allclose(normal[0, 0], np.full(3, 3**-0.5), atol=1e-6) and (normal[~valid] == 0).all()
+    # the same through a PNG file and the NYUv2 reader
+    root = str(tmp_path)
+    paths = formats.write_nyuv2_sample(root, "g", np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8),
+                                       np.zeros((2, 2, 3), np.float32), np.zeros((2, 2), bool), np.ones((2, 2), np.float32))
+    Image.fromarray(raw).save(os.path.join(root, paths[2]))
+    d = formats.read_nyuv2_sample(root, paths)
+    assert d["normal_valid"].tolist() == [[False, False], [False, True]]
+    assert (d["normal"][~d["normal_valid"]] == 0).all() and np.allclose(d["normal"][1, 1], want, atol=1e-6)
 
 
 def test_clipped_16bit_codec_known_answers():
@@ -291,6 +321,44 @@ def test_train_augmentation_keeps_alignment_and_flips_normals(nyu_root):
             assert (seg[pad] == 255).all() and not any(v.numpy()[pad].any() for v in m.values())
             assert (t["depth_zbuffer"][0].numpy()[pad] == 0).all()
     assert flips == {True, False}
+
+
+def test_train_prescale_factor_known_answers():
+    assert train_prescale_factor(480, 64) == pytest.approx(64 / 321)  # real NYUv2 at input 64
+    assert train_prescale_factor(480, 321) == 1.0  # the paper's setting: unchanged
+    assert train_prescale_factor(64, 64) == 1.0  # rendered stand-in stored at the input size: never upscaled
+    assert train_prescale_factor(960, 321) == pytest.approx(0.5)
+
+
+def test_nyuv2_train_crop_comes_from_prescaled_image(tmp_path):
+    """Real-size (480x640) NYUv2 at input 64: the crop is cut from the image shrunk by 64/321 (96x128)."""
+    rng = np.random.default_rng(0)
+    h, w = 480, 640
+    normal = rng.normal(size=(h, w, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    root = str(tmp_path / "nyu480")
+    paths = formats.write_nyuv2_sample(
+        root, "big", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 40, (h, w), dtype=np.uint8),
+        normal, rng.random((h, w)) > 0.1, rng.uniform(0.5, 5.0, (h, w)).astype(np.float32))
+    formats.write_split_json(root, "nyuv2", {"train": [paths], "test": [paths]})
+
+    def by_hand(size, prescaled_hw, seed):
+        image, targets, masks = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic", "normal", "depth_zbuffer"))
+        if prescaled_hw is not None:
+            image, targets, masks = resize_sample(image, targets, masks, prescaled_hw)
+        return augment_sample(image, targets, masks, size, np.random.default_rng((seed, 0, 0)))
+
+    def same(item, want):
+        img, tg, mk = want
+        return torch.equal(item["image"], img) and torch.equal(item["targets"]["segment_semantic"], tg["segment_semantic"]) and all(
+            torch.equal(item["targets"][t], tg[t] * mk[t]) and torch.equal(item["masks"][t], mk[t]) for t in ("normal", "depth_zbuffer"))
+
+    item = build_dataset("nyuv2", root, "train", input_size=64, augment=True, seed=5)[0]
+    assert item["image"].shape == (3, 64, 64)
+    assert same(item, by_hand(64, (96, 128), 5))  # round(480 * 64/321), round(640 * 64/321)
+    assert not torch.equal(item["image"], by_hand(64, None, 5)[0])  # not cut from the full-size image
+    item = build_dataset("nyuv2", root, "train", input_size=321, augment=True, seed=5)[0]
+    assert same(item, by_hand(321, None, 5))  # the paper's input: no pre-scale
 
 
 def test_train_augmentation_is_deterministic_under_seed(tk_root):

@@ -1,6 +1,9 @@
 """The W&B logger: real wandb in offline mode (conftest keeps it off the network), read back with `wandb leet inspect`."""
 import json
 import os
+import signal
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +13,7 @@ from PIL import Image
 
 from mtl_attack.config import LoggerConfig, LoggerName
 from mtl_attack.logger import (
+    FINISHED_MARKER,
     TABLE_COLUMNS,
     NullLogger,
     WandbLogger,
@@ -21,6 +25,8 @@ from mtl_attack.logger import (
     read_offline_run,
     read_offline_summary,
     relative_change,
+    remove_unfinished_runs,
+    run_finished,
     summary_items,
 )
 
@@ -190,3 +196,55 @@ def test_failed_job_still_finishes_run(tmp_path):
 def test_read_offline_summary_rejects_non_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a W&B run folder"):
         read_offline_summary(tmp_path)
+
+
+# ----------------------------------------------------------------------------- unfinished runs
+
+# A job killed (SIGKILL) right after its run started: W&B's files stay as such a job leaves them.
+_KILLED_JOB = """
+import os, signal, sys
+from omegaconf import OmegaConf
+from mtl_attack.config import LoggerConfig, LoggerName
+from mtl_attack.logger import make_logger
+
+log = make_logger(OmegaConf.structured(LoggerConfig(name=LoggerName.wandb)), sys.argv[1], "killed", "g", {"a": 1})
+log._run.summary["arp"] = 1.0
+log._run.log({"x": 2})
+print(log.run_dir, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_remove_unfinished_runs_keeps_finished_ones(tmp_path):
+    job = tmp_path / "job"
+    assert remove_unfinished_runs(job) == []  # no wandb folder yet
+    with make_logger(wandb_cfg(), job, "done", "g", {}) as log:
+        log.log_record(RECORD, DIRECTIONS)
+    done = log.run_dir
+    assert run_finished(done)
+    assert json.loads((done / FINISHED_MARKER).read_text())["status"] == "done"
+    with pytest.raises(RuntimeError):
+        with make_logger(wandb_cfg(), job, "failed", "g", {}) as log:
+            raise RuntimeError("boom")
+    failed = log.run_dir
+    assert json.loads((failed / FINISHED_MARKER).read_text())["exit_code"] == 1
+    # A run finished before the marker existed: W&B's log holds its exit, so it is kept.
+    (failed / FINISHED_MARKER).unlink()
+
+    # Its own W&B service, as a separately started job has (not this process's).
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_JOB, str(job)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    killed = job.resolve() / "wandb" / os.path.basename(proc.stdout.strip())
+    assert killed.is_dir() and not run_finished(killed)
+    latest = job / "wandb" / "latest-run"
+    assert latest.is_symlink() and latest.resolve() == killed
+
+    assert remove_unfinished_runs(job) == [killed]
+    assert not killed.exists() and not latest.is_symlink()
+    assert sorted((job / "wandb").glob("offline-run-*")) == sorted([done.resolve(), failed.resolve()])
+    assert all(link.exists() for link in (job / "wandb").iterdir())  # no dangling symlink left
+    assert read_offline_summary(done)["status"] == "done"
+    assert read_offline_summary(failed)["status"] == "failed"
+    assert remove_unfinished_runs(job) == []

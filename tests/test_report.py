@@ -327,3 +327,108 @@ def test_study_tables_use_the_paired_first_places(tmp_path):
     assert wb.count("**") == 0 and wb.count("*") == 4  # two italic cells: a tie
     md = (out / "report.md").read_text()
     assert "ahead of the runner-up beyond the paired 95% bootstrap interval" in md and "First places: DGBA 1." in md
+
+
+# ---------------------------------------------------------------- damaged records and files
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_read_record_and_record_state_name_a_damaged_record(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    assert records.record_state(job) == "missing" and not records.is_done(job)
+    rec, _ = make_record(*JOBS[0])
+    path = atomic.write_json(job / records.RECORD_NAME, rec)
+    assert records.record_state(job) == "done" and records.is_done(job)
+    for status, state in (("failed", "failed"), ("running", "running"), (None, "running")):
+        atomic.write_json(path, dict(rec, status=status))
+        assert records.record_state(job) == state and not records.is_done(job)
+    atomic.write_json(path, rec)
+    _truncate(path)
+    with pytest.raises(records.DamagedRecord) as err:
+        records.read_record(path)
+    message = str(err.value)
+    assert message.startswith(f"record.json in {job} is damaged (invalid JSON at line ")
+    assert str(path) in message and "\n" not in message
+    assert isinstance(err.value, ValueError) and err.value.path == path
+    assert records.record_state(job) == "damaged" and not records.is_done(job)
+    for data, reason in ((b"", "empty file"), (b"  \n", "empty file"), (b"[1, 2]", "a JSON list, not an object"),
+                         (b"\xff\xfe{}", "not UTF-8 text"), (b'"text"', "a JSON str, not an object")):
+        path.write_bytes(data)
+        with pytest.raises(records.DamagedRecord, match=f"is damaged \\({reason}"):
+            records.read_record(path)
+        assert records.record_state(job) == "damaged"
+    with pytest.raises(FileNotFoundError):
+        records.read_record(tmp_path / "nope" / records.RECORD_NAME)
+
+
+def test_gather_and_report_skip_a_damaged_record_with_a_warning(sweep, caplog):
+    bad = sweep / "3" / records.RECORD_NAME
+    _truncate(bad)
+    damaged = []
+    with caplog.at_level("WARNING"):
+        df = records.gather([sweep], damaged=damaged)
+    assert len(df) == len(JOBS) - 1
+    assert [e.path for e in damaged] == [bad]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and str(bad) in warned[0] and "damaged" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        results = report.load_results([sweep])  # what `mtl-attack report` reads
+    assert len(results) == len(JOBS) - 1 and any(str(bad) in r.getMessage() for r in caplog.records)
+    assert report.arp_table(results, eps=4).shape[0] == 3
+
+
+def test_a_report_over_only_damaged_records_stops_naming_the_file(tmp_path, capsys):
+    from mtl_attack.cli import main
+
+    rec, _ = make_record(*JOBS[0])
+    path = atomic.write_json(tmp_path / "sweep" / "0" / records.RECORD_NAME, rec)
+    _truncate(path)
+    with pytest.raises(ValueError, match="no readable results") as err:
+        report.load_results([tmp_path / "sweep"])
+    assert str(path) in str(err.value) and "is damaged" in str(err.value)
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("mtl-attack report: error: no readable results") and str(path) in line
+
+
+def test_a_damaged_results_table_is_named(tmp_path, sweep):
+    csv = records.write_table(records.gather([sweep]), tmp_path / "t.csv")
+    parquet = records.write_table(records.gather([sweep]), tmp_path / "t.parquet")
+    csv.write_bytes(b"")
+    _truncate(parquet)
+    for path in (csv, parquet):
+        with pytest.raises(ValueError, match=f"results table {path} is damaged"):
+            report.load_results([path])
+
+
+def test_a_damaged_stats_file_leaves_its_rows_unchecked(tmp_path, caplog):
+    from mtl_attack.report import significance
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(1, 2, 20)
+    _stats_record(tmp_path, "dgba_pgd", 0, clean, clean * 2.0)
+    _stats_record(tmp_path, "total_pgd", 0, clean, clean * 1.5)
+    stats = next(tmp_path.glob("*dgba_pgd*")) / records.STATS_NAME
+    _truncate(stats)
+    significance._read.cache_clear()
+    rows = report.load_results([tmp_path])
+    with caplog.at_level("WARNING"):
+        marks = report.first_places(report.attack_keys(rows), report.arp_table(rows, eps=4))
+    assert marks.at["AS", ("pgd", "dgba")] == "best"  # unchecked, not a crash
+    assert any(str(stats) in r.getMessage() for r in caplog.records)
+
+
+def test_rows_of_models_below_the_trivial_predictor_are_marked_with_a_footnote():
+    table = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index(["AS", "IND"], name="model"))
+    plain = report.to_markdown(table)
+    table.attrs["below_trivial"] = {"IND": "depth_zbuffer"}
+    marked = report.to_markdown(table)
+    assert "| IND † | 2.00 |" in marked and "| AS | 1.00 |" in marked
+    assert marked.startswith(plain.split("| IND")[0])  # header and other rows unchanged
+    assert marked.rstrip().endswith("† IND: the clean model is no better than the trivial predictor on "
+                                     "depth_zbuffer; its ARP there means little.")

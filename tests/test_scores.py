@@ -108,3 +108,14 @@ def test_spearman_known_answers():
     assert math.isnan(spearman([1, 2], [1, 2])) and math.isnan(spearman([1, 2, 3], [1, 1, 1]))
     with pytest.raises(ValueError, match="paired"):
         spearman([1, 2, 3], [1, 2])
+
+
+def test_below_trivial_flags_metrics_not_strictly_better_in_their_direction():
+    from mtl_attack.scores import below_trivial
+
+    directions = {"seg": {"mIoU": True, "pixel_acc": True}, "depth": {"abs_err": False}}
+    clean = {"seg": {"mIoU": 30.0, "pixel_acc": 50.0}, "depth": {"abs_err": 0.9}}
+    trivial = {"seg": {"mIoU": 1.4, "pixel_acc": 50.0}, "depth": {"abs_err": 0.8}}
+    # An equal pixel accuracy is no better; a larger error is worse.
+    assert below_trivial(clean, trivial, directions) == {"seg": ["pixel_acc"], "depth": ["abs_err"]}
+    assert below_trivial(clean, clean | {"depth": {"abs_err": 1.0}}, directions)["depth"] == []

@@ -12,6 +12,7 @@ from torch.utils.data import Subset, default_collate
 
 from helpers import tiny
 from mtl_attack import atomic, parts, pipeline, records, report
+from mtl_attack.models.build import resolve_surrogate
 from mtl_attack.attacks import build_attack
 from mtl_attack.config import compose
 from mtl_attack.data.datasets import build_dataset
@@ -47,6 +48,8 @@ def test_clean_key_is_the_key_from_before_adversarial_training(setup):
     del train["adversarial"]
     # Options added later are left out at their old behaviour (the paper's step schedule).
     del train["schedule"], train["warmup"]
+    del train["threads"]  # resolved into key["env"]
+    assert key["env"] == {"device": "cpu", "threads": 1}
     assert key["train"] == train and "adversarial" not in key
     trained = compose(tiny("train.adversarial.attack=dgba_pgd", cache_dir=cfg.cache_dir))
     adv_key = model_key(trained, layout)
@@ -186,12 +189,12 @@ def test_pipeline_black_box_record_and_target_forward_only(setup, tmp_path, monk
     ("[[{0,1,2}],[{0,1,2}],[{0,1,2}],[{0},{1},{2}],[{0},{1},{2}]]", layout_by_index(3, 41)),
 ])
 def test_surrogate_names(text, expected):
-    assert pipeline.resolve_surrogate(text, 3) == expected
+    assert resolve_surrogate(text, 3) == expected
 
 
 def test_bad_surrogate_name():
     with pytest.raises(ValueError, match="give all_shared, independent, a layout index"):
-        pipeline.resolve_surrogate("shared", 3)
+        resolve_surrogate("shared", 3)
 
 
 # ---------------------------------------------------------------- transferability and the study tables

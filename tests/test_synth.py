@@ -184,6 +184,17 @@ def test_bad_input_stops_with_one_line_error(call, match):
         call()
 
 
+def test_rendered_normals_never_encode_to_grey(scenes):
+    """Valid rendered normals decode to (near) unit vectors, far above the grey-invalid threshold."""
+    for (kind, _), out in scenes.items():
+        raw = formats.encode_normal_png(out["normal"], out["normal_valid"] if kind == "nyuv2" else None)
+        nv = out["normal_valid"]
+        norms = np.linalg.norm(raw.astype(np.float64) / 255 * 2 - 1, axis=-1)
+        assert norms[nv].min() > 0.99 > formats.NORMAL_MIN_NORM
+        _, valid = formats.decode_normal_png(raw, white_is_invalid=kind == "nyuv2")
+        assert np.array_equal(valid, nv)
+
+
 # ----------------------------------------------------------------------------- datasets on disk
 def test_nyuv2_dataset_reads_back_as_rendered(tmp_path):
     root = generate_dataset(tmp_path / "nyu", "nyuv2", 3, 2, H, W, seed=7, workers=1, progress=False)

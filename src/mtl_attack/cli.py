@@ -49,7 +49,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
             index = index_of(layout)
         size = layout_size(layout, args.backbone, channels, args.head_width, args.width)
-        rows.append({"index": index, "layout": str(layout), "width": args.width, "params_torch": size["params_torch"],
+        rows.append({"index": index, "layout": str(layout), "backbone": args.backbone, "width": args.width,
+                     "head_width": args.head_width, "params_torch": size["params_torch"],
                      "params_paper_M": size["params_paper_M"]})
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--spec", help="a layout in the paper's notation, e.g. '[[{0,1,2}], ...]'")
     lay.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
     lay.add_argument("--json", action="store_true",
-                     help="print JSON with keys index, layout, width, params_torch, params_paper_M")
+                     help="print JSON with keys index, layout, backbone, width, head_width, params_torch, "
+                          "params_paper_M")
     lay.set_defaults(func=_cmd_layout)
 
     rep = sub.add_parser("report", help="rebuild the paper's tables and figures from results")

@@ -131,6 +131,9 @@ class TrainConfig:
     warmup: int = 0  # iterations of linear warm-up (cosine schedule)
     # Train in the channels-last memory format (faster convolutions on CPUs and GPUs).
     channels_last: bool = False
+    # torch CPU threads while training on the CPU; null = every usable core. Fixed per machine
+    # because CPU results depend on the thread count; it enters the model's cache key.
+    threads: Optional[int] = None
     augment: bool = True
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 

@@ -26,7 +26,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     "examples": up to keep_examples (clean, adversarial) image pairs [3,H,W] on the CPU,
     "timings": {"attack_s": seconds spent inside the attack}}.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
     model.to(device).eval()
     attacked_model = model if craft_on is None else craft_on.to(device).eval()
@@ -35,7 +35,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     examples: list[tuple[torch.Tensor, torch.Tensor]] = []
     attack_s = 0.0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for raw in tqdm(loader, desc="attack" if attack else "eval", disable=None if progress else True, leave=False):
+    for raw in progress_bar(loader, desc="attack" if attack else "eval", enabled=progress, unit="batch"):
         batch = to_device(raw, device)
         x = batch["image"]
         with torch.no_grad():

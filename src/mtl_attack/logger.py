@@ -12,12 +12,18 @@ and nothing touches the network; upload later with ``wandb sync <run dir>``.
 The summary holds flat keys (see :func:`summary_items`), a ``per_task_metrics``
 table (see :func:`metric_rows`) and ``examples`` image panels
 (clean | adversarial | amplified perturbation, see :func:`perturbation_image`).
+
+A finished run's folder holds a marker file of ours, :data:`FINISHED_MARKER`. A job
+killed mid-run (SIGKILL, out of memory) leaves its run without one; before a rerun
+in the same folder, :func:`remove_unfinished_runs` deletes such runs so that
+``wandb sync`` never uploads them beside the new one.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from enum import Enum
@@ -37,6 +43,11 @@ EXAMPLES_KEY = "examples"
 _QUIET_MODES = ("offline", "dryrun", "disabled")
 # Pixels of white between the panels of one example.
 _GAP = 2
+# Written into a run's folder by WandbLogger.finish once run.finish() has returned:
+# JSON {"status", "exit_code", "finished"}. A run folder without it did not finish.
+FINISHED_MARKER = "mtl-attack-finished"
+# Offline run folders inside <job_dir>/wandb/.
+OFFLINE_RUN_GLOB = "offline-run-*"
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -225,13 +236,26 @@ class WandbLogger:
         self._run.log({EXAMPLES_KEY: images})
 
     def finish(self, status: str = "done", error: str | None = None) -> None:
-        """Write ``status`` and ``error`` to the summary and close the run (exit code 0 only for "done"). Idempotent."""
+        """Write ``status`` and ``error`` to the summary and close the run (exit code 0 only for "done"),
+        then mark the run folder finished (:data:`FINISHED_MARKER`). Idempotent.
+
+        The marker is written only after ``run.finish()`` returned, so a run stopped
+        anywhere before that (a kill, a failing finish) stays unmarked and
+        :func:`remove_unfinished_runs` removes it. A failure to write the marker is logged, not raised.
+        """
         if self._finished:
             return
         self._finished = True
         self._run.summary["status"] = status
         self._run.summary["error"] = error
-        self._run.finish(exit_code=0 if status == "done" else 1)
+        exit_code = 0 if status == "done" else 1
+        self._run.finish(exit_code=exit_code)
+        if self.run_dir is not None:
+            try:
+                write_finished_marker(self.run_dir, status, exit_code)
+            except OSError as err:
+                log.warning("could not mark the W&B run %s finished (%s); a rerun of the job will remove it",
+                            self.run_dir, err)
         if self.run_dir is not None and self._run.settings.mode == "offline":
             log.info("W&B offline run in %s; upload with `wandb sync %s`", self.run_dir, self.run_dir)
 
@@ -305,6 +329,83 @@ def make_logger(cfg: Any, job_dir: Path | str, name: str, group: str, config: Ma
             "run `wandb login`, or use logger.mode=offline or logger=none"
         ) from err
     return WandbLogger(run)
+
+
+# ----------------------------------------------------------------------------- finished and unfinished runs
+
+
+def write_finished_marker(run_dir: Path | str, status: str, exit_code: int) -> Path:
+    """Write ``run_dir/FINISHED_MARKER`` (JSON status, exit_code, finished time), atomically; returns its path."""
+    from datetime import datetime, timezone
+
+    from . import atomic
+
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return atomic.write_json(Path(run_dir) / FINISHED_MARKER,
+                             {"status": status, "exit_code": exit_code, "finished": finished})
+
+
+def run_finished(run_dir: Path | str) -> bool:
+    """True when the run folder holds :data:`FINISHED_MARKER` (see :meth:`WandbLogger.finish`).
+
+    Only the marker's presence counts (a rename put it there whole); its content is informational.
+    """
+    return (Path(run_dir) / FINISHED_MARKER).is_file()
+
+
+def _exit_logged(run_dir: Path) -> bool:
+    """True when the run's .wandb log holds its exit (``wandb leet inspect`` gives an exit code);
+    False when it does not, or when it cannot be read."""
+    try:
+        return json.loads(_inspect(run_dir, "--summary", "--json")).get("exit_code") is not None
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
+        return False
+
+
+def remove_unfinished_runs(job_dir: Path | str) -> list[Path]:
+    """Delete every W&B offline run in ``job_dir/wandb/offline-run-*/`` that did not finish; return the
+    deleted run folders (sorted).
+
+    Call it before the job's new run starts (before :func:`make_logger`), while no process is
+    writing to the folder: the new run is unfinished too until its logger finishes.
+
+    "Finished" (:func:`run_finished`) means the run folder holds :data:`FINISHED_MARKER`,
+    which :meth:`WandbLogger.finish` writes after ``run.finish()`` returned. A job killed
+    mid-run (SIGKILL, out of memory, power loss) never writes it, so its half-written run is
+    deleted and a later ``wandb sync`` uploads only the rerun's run. A folder without the
+    marker is kept only when W&B's own log shows the run ended (``wandb leet inspect`` reports
+    an exit code): a run finished by an older version of this package, or killed between
+    ``run.finish()`` and the marker. Caveat: when that check cannot run or cannot read the
+    log, a marker-less run counts as unfinished and is deleted, even one that did finish
+    before the marker existed.
+
+    Symlinks in ``job_dir/wandb`` pointing into a deleted folder (``latest-run``, and
+    W&B's ``debug.log`` and ``debug-internal.log``) are removed as well; they are not
+    in the returned list. Online runs (``run-*``) are left alone. A folder that cannot
+    be deleted is logged as a warning and left out of the list. No ``wandb`` folder: [].
+    """
+    wandb_dir = Path(job_dir) / "wandb"
+    if not wandb_dir.is_dir():
+        return []
+    removed: list[Path] = []
+    for run_dir in sorted(wandb_dir.glob(OFFLINE_RUN_GLOB)):
+        if run_dir.is_symlink() or not run_dir.is_dir() or run_finished(run_dir) or _exit_logged(run_dir):
+            continue
+        try:
+            shutil.rmtree(run_dir)
+        except OSError as err:
+            log.warning("could not remove the unfinished W&B run %s: %s", run_dir, err)
+            continue
+        removed.append(run_dir)
+    if removed:
+        gone = [os.path.abspath(p) for p in removed]
+        for link in wandb_dir.iterdir():
+            if not link.is_symlink():
+                continue
+            target = os.path.abspath(os.path.join(wandb_dir, os.readlink(link)))
+            if any(target == g or target.startswith(g + os.sep) for g in gone):
+                link.unlink(missing_ok=True)
+    return removed
 
 
 # ----------------------------------------------------------------------------- reading runs back

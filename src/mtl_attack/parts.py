@@ -14,12 +14,12 @@ from omegaconf import DictConfig
 
 from .data.build import build_splits, plain_train_split, prepare_root
 from .data.registry import get_tasks
-from .models.backbones import check_width
-from .models.build import build_model, resolve_layout
+from .models.build import build_model
 from .models.layout import Layout
+from .preflight import Checked, preflight
 from .training import train_or_load
 
-__all__ = ["Parts", "resolve_device", "prepare", "trained_model"]
+__all__ = ["Parts", "prepare", "trained_model"]
 
 
 @dataclass
@@ -47,13 +47,6 @@ class Parts:
         return plain_train_split(self.cfg.dataset, self.root)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks the GPU when there is one; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def trained_model(cfg: DictConfig, layout: Layout, tasks, train, device: torch.device,
                   progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """The TreeMTL model of `layout`, trained or loaded (cache or model.checkpoint), in eval mode on `device`."""
@@ -64,16 +57,16 @@ def trained_model(cfg: DictConfig, layout: Layout, tasks, train, device: torch.d
 
 
 def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool = True,
-            with_model: bool = True) -> Parts:
-    """The job's parts: render or open the data, make the tasks, resolve the layout and
-    (with_model) train or load the model. device: None = `cfg.device` resolved."""
-    device = resolve_device(cfg.device) if device is None else device
-    check_width(cfg.backbone.width)  # a bad width stops before the data are rendered
+            with_model: bool = True, checked: Checked | None = None) -> Parts:
+    """The job's parts: check the config (:func:`~mtl_attack.preflight.preflight`, unless `checked`
+    holds its result), render or open the data, make the tasks and (with_model) train or load
+    the model. device: None = the checked `cfg.device`."""
+    checked = checked or preflight(cfg)
+    device = checked.device if device is None else device
     root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
     train, test = build_splits(cfg.dataset, root)
     tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
-    layout = resolve_layout(cfg.layout, len(tasks))
-    parts = Parts(cfg, device, root, train, test, tasks, layout)
+    parts = Parts(cfg, device, root, train, test, tasks, checked.layout)
     if with_model:
-        parts.model, parts.source = trained_model(cfg, layout, tasks, train, device, progress)
+        parts.model, parts.source = trained_model(cfg, checked.layout, tasks, train, device, progress)
     return parts

@@ -21,10 +21,12 @@ from .attacks import build_attack_from_config
 from .baselines import ConstantModel, constant_predictions
 from .config import eps_to_unit
 from .evaluation import evaluate
-from .models.build import layout_size
-from .models.layout import Layout, all_shared, independent, index_of, layout_by_index, parse_layout
-from .parts import Parts, prepare, resolve_device, trained_model
-from .scores import arp
+from .models.build import layout_size, resolve_surrogate
+from .models.layout import Layout, index_of
+from .errors import UserError
+from .parts import Parts, prepare, trained_model
+from .preflight import Checked, preflight
+from .scores import arp, below_trivial
 from .tasks import SCORERS
 from .training import adversarial_settings
 
@@ -110,23 +112,6 @@ def model_label(layout: Layout) -> str:
     return "AS" if index == 0 else "IND" if index == layout.num_tasks - 1 else f"#{index}"
 
 
-def resolve_surrogate(text, num_tasks: int) -> Layout:
-    """The black-box surrogate's layout from `transfer.surrogate`: all_shared/AS, independent/IND,
-    a TreeMTL index (41 or "#41") or a layout spec "[[{0,1,2}], ...]"."""
-    name = str(text).strip()
-    if name.lower() in ("all_shared", "as"):
-        return all_shared(num_tasks)
-    if name.lower() in ("independent", "ind"):
-        return independent(num_tasks)
-    digits = name[1:] if name.startswith("#") else name
-    if digits.isdigit():
-        return layout_by_index(num_tasks, int(digits))
-    if not name.startswith("["):
-        raise ValueError(f"transfer.surrogate={name!r}: give all_shared, independent, a layout index such as 41, "
-                         "or a layout spec like '[[{0,1,2}], ...]'")
-    return parse_layout(name, num_tasks)
-
-
 def _surrogate(cfg: DictConfig, parts: Parts, progress: bool):
     """(surrogate model or None, its record entry) for `transfer.surrogate`; None when it is the target itself.
 
@@ -188,19 +173,16 @@ def _model_entry(cfg: DictConfig, parts: Parts) -> dict:
             "source": parts.source["source"], "path": parts.source["path"], "train": parts.source.get("train")}
 
 
-def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> JobResult:
-    """Data, model, clean and attacked evaluation, ARP, for one composed config."""
+def execute(cfg: DictConfig, device: torch.device, progress: bool = True, checked: Checked | None = None) -> JobResult:
+    """Data, model, clean and attacked evaluation, ARP, for one composed config
+    (`checked`: the config's :func:`~mtl_attack.preflight.preflight` result, when already made)."""
     timings: dict = {}
     fields: dict = {"timings": timings}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
 
-    parts = prepare(cfg, device, progress=progress, with_model=False)
+    parts = prepare(cfg, device, progress=progress, with_model=False, checked=checked)
     tasks = parts.tasks
-    names = [t.name for t in tasks]
-    if cfg.attack.target_task is not None and cfg.attack.target_task not in names:
-        raise ValueError(f"attack.target_task={cfg.attack.target_task} is not a task of {cfg.dataset.name}; "
-                         f"choose one of {names}")
     timings["data_s"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -241,6 +223,7 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True) -> Job
     fields["directions"] = {t.name: dict(t.metrics) for t in tasks}
     fields["metrics"] = {"clean": result["clean"], "attacked": result["attacked"], "trivial": trivial}
     fields["arp"] = {"overall": overall, "per_task": per_task}
+    fields["below_trivial"] = below_trivial(result["clean"], trivial, tasks)
     t0 = time.perf_counter()
     fields["stats"] = _stats_entry(result["image_stats"], tasks, overall, per_task)
     timings["stats_s"] = time.perf_counter() - t0
@@ -299,6 +282,10 @@ def format_table(record: dict, tasks) -> str:
                          f"{m['trivial'][t.name][metric]:>9.3f}")
         lines.append(f"{t.name:<17} {'ARP':<13} {'':>3} {'':>9} {record['arp']['per_task'][t.name]:>9.2f}"
                      + _interval_text(record, t.name))
+        weak = (record.get("below_trivial") or {}).get(t.name)
+        if weak:
+            lines.append(f"{t.name:<17} ! the clean model is no better than the trivial predictor on "
+                         f"{', '.join(weak)}: this task's ARP means little")
     a = record["attack"]
     model = record["model"]
     extra = f", adversarially trained with {model['train_attack']}" if model.get("train_attack") else ""
@@ -330,19 +317,60 @@ def update_results_table(sweep_dir: Path) -> Path:
     return path
 
 
+def discard_job_dir(job: Job) -> None:
+    """Remove a single run's folder when it holds only what Hydra wrote before the job
+    (.hydra/ and the log file), then its empty parents up to the launch folder."""
+    import shutil
+
+    folder = Path(job.dir)
+    if not folder.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    stop = Path.cwd().resolve()
+    for parent in folder.parents:
+        if parent == stop or stop not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
+
+
+def _to_log_files(text: str) -> None:
+    """Write `text` to the job's log file (Hydra's file handler), not again to the console."""
+    import logging
+
+    record = logging.LogRecord("mtl_attack", logging.INFO, __file__, 0, text, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _failed_record(cfg: DictConfig, job: Job, err: BaseException) -> dict:
+    record = _new_record(cfg, job)
+    record["status"] = "failed"
+    record["error"] = f"{type(err).__name__}: {err}"
+    record["provenance"]["finished"] = records.now()
+    return record
+
+
 def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     """Run one job described by the composed config; returns its record.
 
+    The config is checked first (:func:`~mtl_attack.preflight.preflight`): a bad value
+    stops a single run before anything is written (a UserError, one line), and fails
+    only its own job in a sweep (a failed record, the others go on).
     In a sweep, a job whose folder already holds a finished record made with the same
     settings is skipped (force=true reruns it; a record made with other settings, e.g. an
-    edited experiment file, is rerun), and a failing job is recorded as failed without
-    stopping the others. A single run re-raises the error after recording it.
+    edited experiment file, or a damaged one is rerun), and a failing job is recorded as
+    failed without stopping the others. A single run re-raises the error after recording it.
     """
-    from .logger import make_logger
+    from .logger import make_logger, remove_unfinished_runs
 
     job = job or job_from_hydra(cfg)
     record_path = job.dir / records.RECORD_NAME
-    if job.multirun and not cfg.force and records.is_done(job.dir):
+    state = records.record_state(job.dir)
+    if job.multirun and not cfg.force and state == "done":
         old = records.read_record(record_path)
         changed = records.config_changes(old.get("config") or {}, resolved_config(cfg))
         if not changed:
@@ -351,14 +379,29 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
         more = ", ..." if len(changed) > 5 else ""
         print(f"rerun {job.name}: its finished record was made with other settings "
               f"({', '.join(changed[:5])}{more})")
+    elif state == "damaged":
+        print(f"{records.RECORD_NAME} in {job.dir} is damaged; rerunning")
+    try:
+        checked = preflight(cfg)
+    except UserError as err:
+        if not job.multirun:
+            discard_job_dir(job)
+            raise
+        record = _failed_record(cfg, job, err)
+        atomic.write_json(record_path, record)
+        if job.sweep_dir is not None:
+            update_results_table(job.sweep_dir)
+        print(f"job {job.name} failed: {err}")
+        return record
     _threads_for_launcher(cfg)
+    for stale in remove_unfinished_runs(job.dir):
+        print(f"removed the unfinished W&B run {stale} of an earlier, interrupted try of this job")
     record = _new_record(cfg, job)
     result: JobResult | None = None
     logger = make_logger(cfg.logger, job.dir, name=job.name, group=job.group, config=record["config"])
     try:
-        device = resolve_device(cfg.device)
-        record["provenance"]["device"] = device_label(device)
-        result = execute(cfg, device, progress=progress)
+        record["provenance"]["device"] = device_label(checked.device)
+        result = execute(cfg, checked.device, progress=progress, checked=checked)
         record.update(result.record_fields)
         records.write_image_stats(job.dir / records.STATS_NAME, result.image_stats,
                                   {t.name: t.meter().kind for t in result.tasks})
@@ -382,5 +425,7 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
         if job.sweep_dir is not None:
             update_results_table(job.sweep_dir)
     if result is not None:
-        print(format_table(record, result.tasks))
+        table = format_table(record, result.tasks)
+        print(table)
+        _to_log_files(table)
     return record

@@ -3,11 +3,16 @@
 A record is plain data: resolved config, provenance, clean and attacked metrics,
 ARP overall and per task, timings, status. `flatten` turns one into a table row;
 `gather` reads every record under some folders into a pandas DataFrame.
+
+A record.json that is not a JSON object (cut short by a kill or a full disk, or
+overwritten) is damaged: `read_record` raises `DamagedRecord`, `record_state` says
+"damaged", and `gather` leaves it out with a logged warning naming the file.
 """
 from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -18,9 +23,13 @@ from typing import Iterable
 from . import atomic
 from .config import NEUTRAL_KEYS  # one list: job folder names and the resume's ignored keys
 
+log = logging.getLogger(__name__)
+
 RECORD_NAME = "record.json"
 SCHEMA_VERSION = 1
 TABLE_NAME = "results.csv"
+# What record_state says of a job folder.
+RECORD_STATES = ("missing", "damaged", "done", "failed", "running")
 
 
 def now() -> str:
@@ -59,9 +68,59 @@ def package_versions() -> dict:
     return out
 
 
-def read_record(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+class DamagedRecord(ValueError):
+    """A record file that is not a JSON object: cut short, empty, not UTF-8 or not JSON.
+
+    The message is one line, "record.json in <folder> is damaged (<reason>); ...";
+    ``path`` is the file and ``reason`` the short cause.
+    """
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path.name} in {self.path.parent} is damaged ({reason}); "
+                         f"rerun its job to rewrite it, or delete {self.path}")
+
+
+def read_record(path: Path | str) -> dict:
+    """The record (a dict) in the JSON file `path`.
+
+    Raises DamagedRecord (a ValueError) when the file is empty, not UTF-8, not valid JSON
+    (e.g. cut short by a kill or a full disk) or holds JSON other than an object;
+    OSError (FileNotFoundError, ...) when it cannot be read at all.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.strip():
+        raise DamagedRecord(path, "empty file")
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DamagedRecord(path, f"not UTF-8 text: byte {err.start}") from None
+    except json.JSONDecodeError as err:
+        raise DamagedRecord(path, f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    if not isinstance(record, dict):
+        raise DamagedRecord(path, f"a JSON {type(record).__name__}, not an object")
+    return record
+
+
+def record_state(job_dir: Path | str) -> str:
+    """The state of the job folder's record, one of :data:`RECORD_STATES`:
+
+    "missing" (no record.json), "damaged" (:class:`DamagedRecord`), "done" or "failed"
+    (the record's status), "running" (any other status, or none: the record of a job that
+    has not ended, as :func:`mtl_attack.pipeline.run` starts it). A record that exists but
+    cannot be read (e.g. no permission) raises its OSError.
+    """
+    path = Path(job_dir) / RECORD_NAME
+    try:
+        record = read_record(path)
+    except FileNotFoundError:
+        return "missing"
+    except DamagedRecord:
+        return "damaged"
+    status = record.get("status")
+    return status if status in ("done", "failed") else "running"
 
 
 
@@ -88,13 +147,11 @@ def config_changes(old: dict, new: dict, neutral: Iterable[str] = NEUTRAL_KEYS) 
 
 
 def is_done(job_dir: Path) -> bool:
-    """True when the job folder holds a finished (status done) record."""
-    path = Path(job_dir) / RECORD_NAME
-    if not path.is_file():
-        return False
+    """True when the job folder holds a finished (status done) record; False when it is
+    missing, damaged, failed, running or unreadable (see :func:`record_state`)."""
     try:
-        return read_record(path).get("status") == "done"
-    except (OSError, json.JSONDecodeError):
+        return record_state(job_dir) == "done"
+    except OSError:
         return False
 
 
@@ -111,7 +168,9 @@ def flatten(record: dict) -> dict:
     images arp_lo, arp_hi, arp_<task>_lo, arp_<task>_hi, images (test images), stats_file (the
     per-image statistics, :func:`read_image_stats`), clean_<task>_<metric>,
     attacked_<task>_<metric>, higher_<task>_<metric> (True when higher is better, from the
-    record's directions), params_paper_M, attack_s, total_s.
+    record's directions), below_trivial (the tasks on which the clean model is no better than
+    the trivial predictor, ";"-joined) and below_trivial_<task> (those metrics, ","-joined),
+    params_paper_M, attack_s, total_s.
     """
     cfg = record.get("config", {})
     att = record.get("attack", {})
@@ -166,6 +225,11 @@ def flatten(record: dict) -> dict:
     for task, metrics in (record.get("directions") or {}).items():
         for name, higher in metrics.items():
             row[f"higher_{task}_{name}"] = bool(higher)
+    below = record.get("below_trivial")
+    if below is not None:  # records from before the check have no such columns
+        row["below_trivial"] = ";".join(t for t, metrics in below.items() if metrics)
+        for task, metrics in below.items():
+            row[f"below_trivial_{task}"] = ",".join(metrics)
     for name, value in (record.get("timings") or {}).items():
         row[name] = value
     return row
@@ -234,11 +298,24 @@ def find_records(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def gather(paths: Iterable[Path]):
-    """A pandas DataFrame with one row per record found under `paths`."""
+def gather(paths: Iterable[Path], damaged: list | None = None):
+    """A pandas DataFrame with one row per record found under `paths`.
+
+    A damaged record (:class:`DamagedRecord`) is left out with a logged warning that names
+    the file; pass a list as `damaged` to also get those errors appended to it.
+    """
     import pandas as pd
 
-    rows = [flatten(read_record(p)) for p in find_records(paths)]
+    rows = []
+    for p in find_records(paths):
+        try:
+            record = read_record(p)
+        except DamagedRecord as err:
+            log.warning("left out of the results: %s", err)
+            if damaged is not None:
+                damaged.append(err)
+            continue
+        rows.append(flatten(record))
     return pd.DataFrame(rows)
 
 
@@ -252,8 +329,12 @@ def load_table(path: Path):
     import pandas as pd
 
     path = Path(path)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    raise ValueError(f"{path}: expected a results table ending in .csv or .parquet")
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: expected a results table ending in .csv or .parquet")
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parser errors name no file
+        raise ValueError(f"results table {path} is damaged ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())}); regather it from the record.json files") from None

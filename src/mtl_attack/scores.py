@@ -10,7 +10,7 @@ import math
 import warnings
 from typing import Any, Mapping
 
-__all__ = ["relative_drop", "arp", "transferability", "spearman"]
+__all__ = ["relative_drop", "arp", "below_trivial", "transferability", "spearman"]
 
 Metrics = Mapping[str, Mapping[str, float]]
 
@@ -95,6 +95,20 @@ def arp(clean: Metrics, attacked: Metrics, tasks: Any) -> tuple[float, dict[str,
     if not usable:
         raise ValueError("ARP undefined: every clean metric is 0 while the attacked one is not")
     return sum(usable) / len(usable), per_task
+
+
+def below_trivial(clean: Metrics, trivial: Metrics, tasks: Any) -> dict[str, list[str]]:
+    """Per task, the metrics on which the clean model does not beat the trivial predictor
+    (strictly better in the metric's direction); an empty list = the task has learned something.
+
+    A task's ARP means little when its model is no better than predicting a constant: an
+    attack cannot take away what the model never had.
+    """
+    out: dict[str, list[str]] = {}
+    for task, metrics in _directions(tasks).items():
+        out[task] = [m for m, higher in metrics.items()
+                     if not ((clean[task][m] > trivial[task][m]) if higher else (clean[task][m] < trivial[task][m]))]
+    return out
 
 
 def transferability(per_task: Mapping[str, float], attacked_task: str) -> float:

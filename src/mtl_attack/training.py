@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -15,6 +16,7 @@ from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
 from .config import eps_to_unit
 from .data.registry import get_dataset
+from .errors import UserError
 from .models.build import MODEL_VERSION
 
 
@@ -64,7 +66,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     plus, when adversarial, "adversarial": {the settings, "final_losses" on adversarial
     images, "attack_s", "mean_attack_steps" (FAT: mean steps taken per sample)}.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
     adv = adversarial_settings(cfg)
     attack = None
@@ -82,8 +84,7 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     attack_s, attack_steps = 0.0, []
     start = time.perf_counter()
     batches = _batches(dataset, cfg.batch_size, seed)
-    bar = tqdm(range(cfg.iterations), desc="adv-train" if adv else "train", disable=None if progress else True,
-               leave=False)
+    bar = progress_bar(range(cfg.iterations), desc="adv-train" if adv else "train", enabled=progress)
     for it in bar:
         batch = to_device(next(batches), device)
         batch["image"] = batch["image"].contiguous(memory_format=fmt)
@@ -198,16 +199,18 @@ def adversarial_batch(attack, adv: dict, model, batch: dict, tasks) -> tuple[tor
     return x_adv.detach(), mean_steps
 
 
-def model_key(cfg: DictConfig, layout) -> dict:
+def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> dict:
     """Everything that determines a trained model's weights (the cache key's contents).
 
     Adversarially trained models add an "adversarial" entry (:func:`adversarial_settings`);
-    clean ones have exactly the keys they had before adversarial training existed.
+    clean ones have exactly the keys they had before adversarial training existed. "env"
+    holds the training device type and CPU thread count (:func:`training_env`; device None = CPU).
     """
     ds = cfg.dataset
     adversarial = adversarial_settings(cfg.train)
     train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
     train.pop("adversarial", None)
+    train.pop("threads", None)  # in "env", resolved to the number used
     if not train.get("channels_last"):
         train.pop("channels_last", None)  # absent = off: keys of models cached before the option
     if train.get("schedule") == "step" and not train.get("warmup"):
@@ -228,6 +231,7 @@ def model_key(cfg: DictConfig, layout) -> dict:
         "train": train,
         "seed": cfg.seed,
         "model_version": MODEL_VERSION,
+        "env": training_env(cfg.train, device or torch.device("cpu")),
     }
     if float(cfg.backbone.width) != 1.0:
         # Absent means 1.0, so models cached before the width option keep their keys.
@@ -243,28 +247,35 @@ def checkpoint_path(cache_dir: Path, key: dict) -> Path:
     return Path(cache_dir) / "models" / name
 
 
-def load_state_checked(model, state: dict, source: str) -> None:
-    """Load a state dict, or stop with one line naming the keys or shapes that differ."""
-    own = model.state_dict()
+def state_mismatch(own: dict, state: dict) -> str | None:
+    """What keeps `state` from loading into a model whose state dict is `own` (name -> tensor or
+    shape), as one clause: missing and unexpected keys, shape mismatches; None when it fits."""
+    shape = lambda v: tuple(getattr(v, "shape", v))  # noqa: E731
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
-        if extra:
-            parts.append(f"unexpected {len(extra)} keys (e.g. {', '.join(extra[:3])})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:3])})")
-        raise ValueError(f"checkpoint {source} does not fit the model: {'; '.join(parts)}; "
-                         "check backbone, layout, head_width and dataset")
+    shapes = [f"{k} {shape(state[k])} vs model {shape(own[k])}"
+              for k in own if k in state and shape(state[k]) != shape(own[k])]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
+    if extra:
+        parts.append(f"unexpected {len(extra)} keys (e.g. {', '.join(extra[:3])})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:3])})")
+    return "; ".join(parts) or None
+
+
+def load_state_checked(model, state: dict, source: str) -> None:
+    """Load a state dict, or stop with one line naming the keys or shapes that differ."""
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserError(f"checkpoint {source} does not fit the model: {problem}; "
+                        "check backbone, backbone.width, layout, head_width and dataset")
     model.load_state_dict(state)
 
 
 def read_checkpoint(path: Path) -> dict:
-    """A checkpoint's dict, or ValueError when the file is truncated or not a checkpoint."""
+    """A cached checkpoint's dict, or ValueError when the file is truncated or not a checkpoint."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged files
@@ -272,6 +283,74 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {path} has no 'state_dict'; expected a file written by mtl-attack")
     return ckpt
+
+
+def read_user_checkpoint(path: str | Path) -> dict:
+    """The dict of a user's `model.checkpoint` file (weights-only loading), or a UserError saying
+    what is wrong with the file: absent, a folder, not a torch file, or no "state_dict" inside."""
+    path = Path(path).expanduser()
+    key = f"model.checkpoint={path}"
+    if not path.exists():
+        raise UserError(f"{key} does not exist; give the path of a model file saved by mtl-attack "
+                        "(a trained model's .pt in <cache_dir>/models/) or leave model.checkpoint unset to train")
+    if not path.is_file():
+        raise UserError(f"{key} is a folder, not a file; give the path of a model .pt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for files it cannot read
+        raise UserError(f"{key} is not a readable torch checkpoint ({type(err).__name__} while loading it "
+                        "with weights_only=True); give a file saved with torch.save") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        what = f"a dict with keys {sorted(map(str, ckpt))[:5]}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"{key} holds {what}, not a dict with a 'state_dict' entry; "
+                        "save {{'state_dict': model.state_dict()}}")
+    return ckpt
+
+
+# ------------------------------------------------------------------ training environment
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one, e.g. under SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def training_threads(train_cfg) -> int:
+    """The torch CPU thread count training runs with: `train.threads`, or every usable core when
+    it is null. Fixed per machine so that a model's weights do not depend on the launcher
+    (CPU results change with the thread count; the joblib launcher runs attacks on fewer)."""
+    threads = train_cfg.get("threads") if hasattr(train_cfg, "get") else None
+    if threads is None:
+        return usable_cores()
+    if isinstance(threads, bool) or int(threads) < 1:
+        raise UserError(f"train.threads={threads} must be a whole number >= 1, or null for every usable core")
+    return int(threads)
+
+
+def training_env(train_cfg, device: torch.device) -> dict:
+    """What besides the config changes trained weights: the device type and, on the CPU, the
+    thread count (:func:`training_threads`). Part of the model's cache key."""
+    env = {"device": device.type}
+    if device.type == "cpu":
+        env["threads"] = training_threads(train_cfg)
+    return env
+
+
+class _Threads:
+    """Run a block with `n` torch CPU threads, then restore the previous count."""
+
+    def __init__(self, n: int):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+        return False
 
 
 def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torch.device,
@@ -284,16 +363,18 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
     """
     user = cfg.model.checkpoint
     if user:
-        ckpt = read_checkpoint(Path(user))
-        load_state_checked(model, ckpt["state_dict"], user)
+        ckpt = read_user_checkpoint(user)
+        load_state_checked(model, ckpt["state_dict"], f"model.checkpoint={user}")
         return {"source": "checkpoint", "path": str(user), "train": ckpt.get("meta", {}).get("train")}
-    key = model_key(cfg, layout)
+    key = model_key(cfg, layout, device)
     path = checkpoint_path(Path(cfg.cache_dir), key)
     path.parent.mkdir(parents=True, exist_ok=True)
     trained: dict = {}
 
     def build(tmp: Path) -> None:
-        info = train_model(model, train_set, tasks, cfg.train, device, seed=cfg.seed, progress=progress)
+        with _Threads(training_threads(cfg.train)):
+            info = train_model(model, train_set, tasks, cfg.train, device, seed=cfg.seed, progress=progress)
+        info["env"] = {**key["env"], "torch": str(torch.__version__)}  # a plain str: weights-only loadable
         trained.update(info)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save({"state_dict": state, "meta": {"key": key, "train": info}}, tmp)

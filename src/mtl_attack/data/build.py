@@ -60,3 +60,59 @@ def build_splits(cfg: DictConfig, root: Path):
 def plain_train_split(cfg: DictConfig, root: Path):
     """The train split without augmentation (resized like the test split): trivial predictors, calibration."""
     return build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=False)
+
+
+# Every listed file is checked when the splits list at most this many; above it, every
+# test file and an even sample of the train files (a stat per file is slow on network disks).
+CHECK_ALL_FILES = 20000
+
+
+def check_files(cfg: DictConfig, splits: tuple[str, ...] | None = None, decode: int = 2) -> int:
+    """Stop before any work when a real dataset's files are missing or unreadable.
+
+    Checks that `dataset.root` holds the split json, that every file the train and test
+    splits list exists (see CHECK_ALL_FILES), and decodes the first and last `decode`
+    samples of each split (shapes and encodings, with the readers' one-line messages).
+    A rendered dataset (dataset.synthetic set) is made later and is not checked here.
+    Returns the number of files found; raises UserError naming the first bad file.
+    """
+    from ..errors import UserError
+    from . import formats
+
+    if cfg.synthetic is not None:
+        return 0
+    kind = _kind(cfg)
+    if not cfg.root:
+        raise UserError(f"dataset {cfg.name} needs dataset.root=/path/to/data "
+                        "(or pick a rendered one: dataset=synth_nyuv2 or dataset=synth_taskonomy)")
+    root = Path(cfg.root).expanduser().absolute()
+    try:
+        spec = get_dataset(kind)
+        if not root.is_dir():
+            raise FileNotFoundError(f"dataset.root={cfg.root}: no such folder; set it to the folder holding "
+                                    f"{Path(formats.split_json_path(str(root), kind)).name}")
+        listed = formats.read_split_json(str(root), kind)
+        names = splits or ("train", cfg.test_split)
+        total = sum(len(listed.get(s, [])) for s in names)
+        found = 0
+        for split in names:
+            if split not in listed:
+                raise ValueError(f"dataset.test_split={split}: the split json has {sorted(listed)}")
+            entries = listed[split]
+            if not entries:
+                raise ValueError(f"split {split!r} of {formats.split_json_path(str(root), kind)} lists no samples")
+            source = f"{formats.split_json_path(str(root), kind)} ({split})"
+            alt = formats.taskonomy_alt_dirs(split) if kind == "taskonomy" else ()
+            step = 1 if split != "train" or total * len(entries[0]) <= CHECK_ALL_FILES else \
+                max(1, total * len(entries[0]) // CHECK_ALL_FILES)
+            for entry in entries[::step]:
+                for p in entry:
+                    formats.resolve_listed_path(str(root), p, alt, source)
+                    found += 1
+            for entry in entries[:decode] + entries[-decode:]:
+                spec.read(str(root), entry, split, source)
+        if spec.class_weights is not None:
+            spec.class_weights(str(root))
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    return found

@@ -14,6 +14,11 @@ Preprocessing follows the authors' loaders (see the formats docstring):
 - train (augment=True): scale s ~ U[0.5, 1.5) to int(h*s) x int(w*s); mirror
   with p = 0.5; pad to at least S x S with the picture centred (image 0, seg
   255, other targets 0 with mask False); uniform random S x S crop.
+- NYUv2 train at S below the paper's 321 first scales the stored picture by
+  :func:`train_prescale_factor` (image bilinear, labels nearest), so the crop
+  covers the same share of the scene as the paper's 321 crop of a 480-high
+  image, and train sees the scale the test resize gives. Never an upscale:
+  S = 321 and the rendered stand-in (stored near S) are unchanged.
 - Taskonomy first resizes every map to a square base of round(S*256/224)
   (256 for S = 224), as the authors' fixed 256 pre-resize. The authors use
   nearest for the image in this step; here the image is bilinear throughout.
@@ -40,6 +45,9 @@ from .registry import get_dataset
 
 SEG = "segment_semantic"
 SCALE_RANGE = (0.5, 1.5)
+NYUV2_STORED_HEIGHT = 480  # pixels; AdaShare's NYUv2 images are 480x640
+NYUV2_PAPER_INPUT = 321  # pixels; the paper's NYUv2 crop and test side
+PRESCALED_KINDS = ("nyuv2",)  # Taskonomy has its own base resize (base_ratio)
 
 
 # --------------------------------------------------------------------------- geometry (pure)
@@ -141,6 +149,29 @@ def augment_sample(
     return pad_crop_sample(image, targets, masks, (crop, crop), (top, left))
 
 
+def train_prescale_factor(stored_height: int, input_size: int) -> float:
+    """Factor (unitless, <= 1) to scale a stored NYUv2 picture by before training augmentation.
+
+    ``input_size * 480 / (321 * stored_height)`` (both arguments in pixels),
+    capped at 1. The paper crops 321 from 480-high images; at a smaller input
+    the crop would cover a smaller part of the scene than the test resize of
+    the whole image shows, so the picture is first shrunk by the same ratio
+    (480-high at input 64: 64/321). Never above 1: an upscale would only blur,
+    and pictures stored near the input size (the rendered stand-in) keep their
+    size.
+    """
+    return min(1.0, input_size * NYUV2_STORED_HEIGHT / (NYUV2_PAPER_INPUT * stored_height))
+
+
+def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_size: int) -> tuple[torch.Tensor, Fields, Fields]:
+    """Apply :func:`train_prescale_factor` to a sample (image [3,H,W] bilinear, labels nearest); sizes round to nearest."""
+    h, w = image.shape[-2:]
+    f = train_prescale_factor(h, input_size)
+    if f >= 1.0:
+        return image, targets, masks
+    return resize_sample(image, targets, masks, (max(1, round(h * f)), max(1, round(w * f))))
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -172,7 +203,7 @@ class MultiTaskDataset(Dataset):
         root: folder holding the split json (and, for Taskonomy, semseg_prior_factor.npy).
         split: a key of the split json ("train", "test", Taskonomy also "test_small").
         input_size: side S of the square output; default 321 (NYUv2) / 224 (Taskonomy).
-        augment: training augmentation (random scale, mirror, crop) instead of a resize.
+        augment: training augmentation (NYUv2 pre-scale, random scale, mirror, crop) instead of a resize.
         seed: makes augmentation reproducible (None: torch's global generator).
         negate_normal_x_on_flip: mirror also negates the normal's x (authors: Taskonomy only).
 
@@ -244,6 +275,8 @@ class MultiTaskDataset(Dataset):
             image, targets, masks = resize_sample(image, targets, masks, (self.base_size, self.base_size))
         s = self.input_size
         if self.augment:
+            if self.kind.name in PRESCALED_KINDS:
+                image, targets, masks = prescale_sample(image, targets, masks, s)
             image, targets, masks = augment_sample(
                 image, targets, masks, s, self._rng(index), negate_normal_x=self.negate_normal_x_on_flip
             )

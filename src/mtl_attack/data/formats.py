@@ -42,9 +42,14 @@ TreeMTL data/pixel2pixel_loss.py):
   = black, seg 255, normal 255 = invalid, depth 0 = invalid), then a uniform
   random crop.
 - NYUv2 normals are read with cv2 (BGR) and fed raw 0..255 to F.normalize in
-  the loss, i.e. never decoded to [-1, 1]; a pixel is invalid when ANY
-  channel is 255. This module decodes (n+1)/2*255 back to unit vectors and
-  treats only white (255,255,255) as invalid, as SPEC states.
+  the loss and the metric, i.e. never decoded to [-1, 1]; a pixel is invalid
+  when ANY channel is 255. AdaShare's normal_mask PNGs also hold clusters of
+  pure grey (127,127,127) pixels (about 1% of each image); the authors count
+  them as valid, with direction (1,1,1)/sqrt3 after F.normalize.
+  This module decodes (n+1)/2*255 back to unit vectors; a pixel is invalid
+  when it is white (255,255,255, SPEC's rule) or when its decoded vector is
+  (near) zero (norm < NORMAL_MIN_NORM, which catches greys 127 and 128), since
+  such a vector has no direction.
 - NYUv2 depth valid where depth > 3e-5 (pixel2pixel_loss depth_loss).
 - Taskonomy: every map is first resized to 256x256 with nearest (the RGB
   image too); train then scale 0.5-1.5, mirror (normal x negated: sn[..., 0]
@@ -57,7 +62,8 @@ TreeMTL data/pixel2pixel_loss.py):
   (nn.CrossEntropyLoss(weight=prior_factor, ignore_index=255)), in training
   and in the Taskonomy seg metric.
 - Taskonomy validity: depth raw < 64500; the normal's mask IS the depth mask;
-  keypoints2d and edge_texture have no mask (only padding is ignored).
+  keypoints2d and edge_texture have no mask (only padding is ignored). This
+  module also drops (near) zero normals there (the same rule as NYUv2).
 - Depth target log(1 + raw) / log(2^16); keypoints raw/2^16 clipped to
   [0, 0.005], edges to [0, 0.08], each mapped linearly onto [-1, 1].
 """
@@ -81,6 +87,11 @@ NYUV2_SPLITS = ("train", "test")
 NYUV2_DIRS = ("img", "seg", "normal_mask", "depth")
 NYUV2_NUM_CLASSES = 40
 NYUV2_DEPTH_MIN = 3e-5  # metres; at or below means no measurement
+# A decoded normal shorter than this has no direction -> invalid. A real unit
+# normal decodes to norm >= 1 - sqrt(3)/255 ~ 0.993 (each channel rounds by at
+# most half a step, 1/255 after decoding); greys 127 and 128 decode to
+# norm sqrt(3)/255 ~ 0.0068. 0.5 sits far from both.
+NORMAL_MIN_NORM = 0.5
 
 TASKONOMY_JSON = "taskonomy.json"
 TASKONOMY_SPLITS = ("train", "test", "test_small")
@@ -110,6 +121,8 @@ def encode_normal_png(normal: np.ndarray, valid: np.ndarray | None = None) -> np
     """Unit normals float [H,W,3] in [-1,1] -> uint8 [H,W,3] = round((n+1)/2*255).
 
     Pixels where ``valid`` (bool [H,W]) is False become white (255,255,255).
+    A unit normal decodes back with norm >= 0.99, so it never reads as a
+    near-zero (invalid) vector; a zero or short vector does.
     """
     raw = np.clip(np.rint((np.asarray(normal, np.float64) + 1.0) * 0.5 * 255.0), 0, 255).astype(np.uint8)
     if valid is not None:
@@ -121,11 +134,12 @@ def decode_normal_png(raw: np.ndarray, white_is_invalid: bool = True) -> tuple[n
     """uint8 [H,W,3] -> (unit normals float32 [H,W,3], valid bool [H,W]).
 
     n = raw/255*2-1, renormalised to unit length; invalid pixels are zero.
-    With ``white_is_invalid`` (NYUv2) a white pixel is invalid.
+    A pixel whose n has norm < NORMAL_MIN_NORM (e.g. grey 127 or 128) is
+    invalid; with ``white_is_invalid`` (NYUv2) a white pixel is invalid too.
     """
     n = raw.astype(np.float32) / 255.0 * 2.0 - 1.0
     norm = np.linalg.norm(n, axis=-1)
-    valid = norm > 1e-6
+    valid = norm >= NORMAL_MIN_NORM
     if white_is_invalid:
         valid &= ~np.all(raw == 255, axis=-1)
     out = np.zeros_like(n)

@@ -830,8 +830,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
         n_test_small = max(1, n_test // 5)
     if not 1 <= n_test_small <= n_test:
         raise ValueError(f"n_test_small must be between 1 and n_test={n_test}, got {n_test_small}")
-    from tqdm.auto import tqdm
-
+    from ..progress import progress as progress_bar
     from . import formats
 
     root = Path(root)
@@ -844,7 +843,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     workers = min(workers, max(1, len(jobs) // 8))  # tiny datasets: a pool costs more than it saves
     if workers > 1 and not sys.platform.startswith("linux") and not _main_importable():
         workers = 1
-    bar = tqdm(total=len(jobs), desc=f"rendering {kind} {height}x{width}", unit="img", disable=None if progress else True)
+    bar = progress_bar(total=len(jobs), desc=f"rendering {kind} {height}x{width}", unit="img", enabled=progress)
     try:
         if workers <= 1:
             results = map(_render_and_write, jobs)
@@ -858,7 +857,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
             # scripts without a __main__ guard) nor re-imports torch per worker.
             # The executor raises (rather than hangs) if a worker dies.
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_die_with_parent) as pool:
                 _collect(pool.map(_render_and_write, jobs, chunksize=8), paths, counts, bar)
     finally:
         bar.close()
@@ -873,6 +872,19 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
             "train_pixels_per_class": counts.tolist()}
     atomic.write_text(root / "synthetic.json", json.dumps(meta, indent=1))
     return root
+
+
+def _die_with_parent() -> None:
+    """Pool worker start-up: on Linux, ask the kernel to kill this worker when its parent dies, so
+    a killed job leaves no orphan renderers holding its output pipes open."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _collect(results, paths: dict, counts: np.ndarray, bar) -> None:

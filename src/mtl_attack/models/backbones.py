@@ -62,6 +62,12 @@ def output_stride(name: str) -> int:
     return _OUTPUT_STRIDE[check_backbone(name)]
 
 
+def min_input_size(name: str) -> int:
+    """The smallest input side (pixels) whose features are at least 2 x 2: 16 for resnet34, 64 for
+    mobilenetv2. Below it every head sees one feature pixel and the model cannot locate anything."""
+    return 2 * output_stride(name)
+
+
 # ----------------------------------------------------------------------------- ResNet34
 
 

@@ -45,6 +45,23 @@ def resolve_layout(cfg: DictConfig, num_tasks: int) -> Layout:
     raise ValueError(f"unknown layout.preset {preset!r}; use all_shared, independent or random")
 
 
+def resolve_surrogate(text, num_tasks: int) -> Layout:
+    """The black-box surrogate's layout from `transfer.surrogate`: all_shared/AS, independent/IND,
+    a TreeMTL index (41 or "#41") or a layout spec "[[{0,1,2}], ...]"."""
+    name = str(text).strip()
+    if name.lower() in ("all_shared", "as"):
+        return all_shared(num_tasks)
+    if name.lower() in ("independent", "ind"):
+        return independent(num_tasks)
+    digits = name[1:] if name.startswith("#") else name
+    if digits.isdigit():
+        return layout_by_index(num_tasks, int(digits))
+    if not name.startswith("["):
+        raise ValueError(f"transfer.surrogate={name!r}: give all_shared, independent, a layout index such as 41, "
+                         "or a layout spec like '[[{0,1,2}], ...]'")
+    return parse_layout(name, num_tasks)
+
+
 def init_path(cache_dir: Path, backbone: str, channels: list[int], head_width: int, seed: int,
               width: float = 1.0) -> Path:
     """The one saved initialization shared by every layout of this backbone (at `width`) and task set."""

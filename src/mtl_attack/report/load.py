@@ -25,12 +25,15 @@ def load_results(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
     A job (same ``job_dir``) found more than once is kept once (the last one read).
     Failed rows are kept (see :func:`done_rows`); tables and figures skip them.
+    A damaged record.json is left out with a logged warning naming the file
+    (:func:`mtl_attack.records.gather`); when nothing else is left, a ValueError names it.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no inputs; pass sweep folders, record.json files or a results table (.csv/.parquet)")
     frames = []
     record_paths = []
+    damaged: list[records.DamagedRecord] = []
     for p in paths:
         if p.is_file() and p.suffix in TABLE_SUFFIXES:
             frames.append(records.load_table(p))
@@ -44,8 +47,11 @@ def load_results(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         if not found:
             raise FileNotFoundError(f"no {records.RECORD_NAME} under {', '.join(map(str, record_paths))}; "
                                     f"did the sweep run, or is the folder wrong?")
-        frames.append(records.gather(found))
+        frames.append(records.gather(found, damaged=damaged))
     frames = [f for f in frames if len(f)]
+    if not frames and damaged:
+        more = f" (and {len(damaged) - 1} more damaged {records.RECORD_NAME})" if len(damaged) > 1 else ""
+        raise ValueError(f"no readable results in {', '.join(map(str, paths))}: {damaged[0]}{more}")
     if not frames:
         raise ValueError(f"no results in {', '.join(map(str, paths))}")
     out = pd.concat(frames, ignore_index=True, sort=False)

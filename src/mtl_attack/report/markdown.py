@@ -28,7 +28,10 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: 
     for (optimizer, objective) columns, else the column names.
     params: row -> #Params (M), shown as a "#Params (M)" column after the index; by
     default ``table.attrs["params_paper_M"]`` when present (pass {} for none).
+    Rows in ``table.attrs["below_trivial"]`` (row -> tasks) get a dagger and a footnote: their
+    clean model is no better than the trivial predictor there, so their ARP means little.
     """
+    below = table.attrs.get("below_trivial") or {}
     params = (table.attrs.get("params_paper_M") or {}) if params is None else params
     if headers is None:
         multi = isinstance(table.columns, pd.MultiIndex)
@@ -38,7 +41,8 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: 
     lines = ["| " + " | ".join(_cell(h) for h in lead + list(headers)) + " |",
              "|" + "---|" * len(lead) + "---:|" * len(headers)]
     for name, row in table.iterrows():
-        cells = [_cell(name)] + ([f"{params[name]:.2f}" if name in params else "-"] if params else [])
+        label = f"{name} †" if name in below else name
+        cells = [_cell(label)] + ([f"{params[name]:.2f}" if name in params else "-"] if params else [])
         for col, value in row.items():
             text = _value(value, digits)
             mark = marks.at[name, col] if marks is not None and not pd.isna(value) else None
@@ -48,4 +52,8 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None, digits: 
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
+    if below:
+        lines.append("")
+        lines += [f"† {row}: the clean model is no better than the trivial predictor on {tasks}; "
+                  "its ARP there means little." for row, tasks in below.items()]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,8 @@ Marks are strings: "first" (decided), "tie" (best and runner-up, not separable),
 from __future__ import annotations
 
 import functools
+import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +25,22 @@ from .. import records, stats
 from ..tasks import SCORERS
 from .load import metric_directions
 
+log = logging.getLogger(__name__)
+
 FIRST, TIE, BEST = "first", "tie", "best"
 
 
 @functools.lru_cache(maxsize=256)
 def _read(path: str) -> dict | None:
+    """The job's per-image statistics; None when the file is gone or damaged (a damaged one is
+    logged once: its rows count as unchecked)."""
     try:
         return records.read_image_stats(Path(path))
-    except (OSError, ValueError, KeyError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("per-image statistics %s are damaged (%s: %s); their results count as unchecked",
+                    path, type(err).__name__, err)
         return None
 
 

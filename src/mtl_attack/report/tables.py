@@ -126,7 +126,21 @@ def arp_table(df: pd.DataFrame, eps: float | None = None, value: str = "arp",
     if "params_paper_M" in keyed.columns:
         table.attrs["params_paper_M"] = row_params(keyed, "model", rows)
     table.attrs["eps"] = float(keyed["eps"].iloc[0])
+    table.attrs["below_trivial"] = below_trivial_rows(keyed, "model", rows)
     return table
+
+
+def below_trivial_rows(part: pd.DataFrame, row_col: str, rows: Sequence[str]) -> dict[str, str]:
+    """row label -> the tasks on which its clean model is no better than the trivial predictor
+    (any seed), e.g. {"IND": "depth_zbuffer"}; rows without such a task are left out."""
+    if "below_trivial" not in part.columns:
+        return {}
+    out = {}
+    for r in rows:
+        tasks = sorted({t for v in part.loc[part[row_col] == r, "below_trivial"].dropna() for t in str(v).split(";") if t})
+        if tasks:
+            out[r] = ", ".join(tasks)
+    return out
 
 
 def best_per_row(table: pd.DataFrame, within: str = "optimizer", rtol: float = 1e-9) -> pd.DataFrame:

@@ -1,0 +1,226 @@
+"""Validate first: everything a job can check from its config and the file system, before any work.
+
+:func:`preflight` runs before the data are rendered, a model is trained, a record is
+written or a W&B run starts; a bad value stops it with a :class:`~mtl_attack.errors.UserError`
+in one line that names the key, says what was wrong in the user's units (eps in pixels)
+and how to fix it. docs/reliability.md lists the cases.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from .errors import UserError, as_user_error
+
+__all__ = ["Checked", "preflight", "check_eps", "check_device", "check_writable", "EPS_WARN"]
+
+# Budgets above this many pixel units (out of 255) are allowed but warned about: the paper
+# sweeps 1-16, and 64/255 already changes an image visibly.
+EPS_WARN = 64.0
+
+
+@dataclass
+class Checked:
+    """What the checks resolved: the torch device, the dataset's task names, the layout."""
+
+    device: torch.device
+    task_names: list
+    layout: object
+
+
+def _whole(key: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{key}={value} must be a whole number >= {minimum}")
+    return value
+
+
+def _positive(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{key}={value} must be a finite number > 0")
+    return float(value)
+
+
+def check_eps(eps, key: str = "eps") -> float:
+    """The budget in pixel units (out of 255): finite and in [0, 255]; warns above EPS_WARN."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 255:
+        raise UserError(f"{key}={eps}: the L-infinity budget is in pixel units out of 255 and must be a "
+                        f"finite number from 0 to 255 (eps=4 means 4/255)")
+    if eps > EPS_WARN:
+        print(f"warning: {key}={eps:g} pixel units is far above the paper's budgets (1 to 16); "
+              "eps=4 means 4/255", file=sys.stderr)
+    return float(eps)
+
+
+def check_device(name: str) -> torch.device:
+    """`auto` (the GPU when there is one, else the CPU) or a torch device that exists here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device={name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device={name}: torch sees no CUDA GPU on this machine; use device=auto "
+                            "(the GPU when there is one) or device=cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(f"device={name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"device={name}: torch sees no Apple GPU here; use device=auto or device=cpu")
+    elif device.type != "cpu":
+        raise UserError(f"device={name}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_writable(key: str, path: str | os.PathLike) -> Path:
+    """`path` can be made and written: its nearest existing ancestor is a writable folder. Writes nothing."""
+    target = Path(path).expanduser().absolute()
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{key}={path}: {probe} is a file, not a folder; point {key} at a folder you can write")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={path}: {probe} is not writable; point {key} at a folder you can write")
+    return target
+
+
+def _check_sizes(cfg: DictConfig) -> None:
+    ds, tr = cfg.dataset, cfg.train
+    _whole("train.iterations", tr.iterations, 0)
+    _whole("train.batch_size", tr.batch_size)
+    _positive("train.lr", tr.lr)
+    _whole("train.lr_step", tr.lr_step)
+    _whole("train.warmup", tr.warmup, 0)
+    _whole("dataset.eval_batch_size", ds.eval_batch_size)
+    _whole("dataset.num_workers", ds.num_workers, 0)
+    _whole("calibration_images", cfg.calibration_images)
+    if ds.test_limit is not None:
+        _whole("dataset.test_limit", ds.test_limit)
+    if ds.synthetic is not None:
+        for name in ("n_train", "n_test"):
+            _whole(f"dataset.synthetic.{name}", ds.synthetic[name])
+        for name in ("height", "width"):
+            _whole(f"dataset.synthetic.{name}", ds.synthetic[name], 8)
+
+
+def _check_model_shape(cfg: DictConfig, tasks) -> None:
+    from .models.backbones import check_width, min_input_size
+
+    backbone = cfg.backbone.name.value
+    try:
+        check_width(cfg.backbone.width)
+    except ValueError as err:
+        raise as_user_error("backbone.width", err) from None
+    _whole("backbone.head_width", cfg.backbone.head_width)
+    size, smallest = cfg.dataset.input_size, min_input_size(backbone)
+    _whole("dataset.input_size", size)
+    if size < smallest:
+        raise UserError(f"dataset.input_size={size} is below what {backbone} can use: its features are "
+                        f"input/{smallest // 2} pixels, so give dataset.input_size={smallest} or more")
+
+
+def _check_attack(cfg: DictConfig, names: list) -> None:
+    from .attacks import build_attack_from_config
+    from .config import eps_to_unit
+
+    a = cfg.attack
+    if a.target_task is not None and a.target_task not in names:
+        raise UserError(f"attack.target_task={a.target_task} is not a task of {cfg.dataset.name}; choose one "
+                        f"of {', '.join(names)} (e.g. attack=single_{names[0]}_pgd)")
+    if a.weights:
+        if sorted(a.weights) != sorted(names):
+            raise UserError(f"attack.weights names {sorted(a.weights)}; give one weight for each task of "
+                            f"{cfg.dataset.name}: {', '.join(names)}")
+    _whole("attack.steps", a.steps)
+    _whole("attack.restarts", a.restarts)
+    try:
+        build_attack_from_config(a, eps=eps_to_unit(cfg.eps))
+    except ValueError as err:
+        raise as_user_error("attack", err) from None
+
+
+def _check_training(cfg: DictConfig, names: list) -> None:
+    from .training import _training_attack, adversarial_settings, training_threads
+
+    try:
+        adv = adversarial_settings(cfg.train)
+        if adv is not None:
+            _training_attack(adv, names)
+    except ValueError as err:
+        raise as_user_error("train.adversarial", err) from None
+    training_threads(cfg.train)
+
+
+def _check_layouts(cfg: DictConfig, n_tasks: int):
+    from .models.build import resolve_layout, resolve_surrogate
+
+    try:
+        layout = resolve_layout(cfg.layout, n_tasks)
+    except (ValueError, IndexError) as err:
+        key = "layout.spec" if cfg.layout.spec is not None else "layout.index" if cfg.layout.index is not None \
+            else "layout"
+        raise as_user_error(key, err) from None
+    if cfg.transfer.surrogate is not None:
+        try:
+            resolve_surrogate(cfg.transfer.surrogate, n_tasks)
+        except (ValueError, IndexError) as err:
+            raise as_user_error("transfer.surrogate", err) from None
+    return layout
+
+
+def _check_checkpoint(cfg: DictConfig, layout, tasks) -> None:
+    """model.checkpoint is a readable weights file whose keys and shapes fit the configured model."""
+    if not cfg.model.checkpoint:
+        return
+    from .models.tree import TreeMTLModel
+    from .training import read_user_checkpoint, state_mismatch
+
+    ckpt = read_user_checkpoint(cfg.model.checkpoint)
+    with torch.device("meta"):  # shapes only, nothing allocated
+        model = TreeMTLModel(cfg.backbone.name.value, layout, [t.name for t in tasks], [t.channels for t in tasks],
+                             head_width=cfg.backbone.head_width, width=cfg.backbone.width)
+    problem = state_mismatch(model.state_dict(), ckpt["state_dict"])
+    if problem:
+        raise UserError(f"model.checkpoint={cfg.model.checkpoint} does not fit the configured model: {problem}; "
+                        "check backbone, backbone.width, backbone.head_width, layout and dataset")
+
+
+def _check_logger(cfg: DictConfig) -> None:
+    from .logger import MODES
+
+    if cfg.logger.name.value == "wandb" and cfg.logger.mode not in MODES:
+        raise UserError(f"logger.mode={cfg.logger.mode} is not one of {', '.join(MODES)}")
+
+
+def preflight(cfg: DictConfig) -> Checked:
+    """Check a composed job config and what it names on disk; returns the resolved parts.
+
+    Cheap (seconds): no data are rendered, no model is trained and nothing is written.
+    Raises UserError (one line) on the first problem found.
+    """
+    from .data.build import check_files
+    from .data.registry import get_tasks
+
+    check_eps(cfg.eps)
+    device = check_device(cfg.device)
+    _check_sizes(cfg)
+    tasks = get_tasks(cfg.dataset.kind.value)
+    names = [t.name for t in tasks]
+    _check_model_shape(cfg, tasks)
+    layout = _check_layouts(cfg, len(tasks))
+    _check_attack(cfg, names)
+    _check_training(cfg, names)
+    check_writable("cache_dir", cfg.cache_dir)
+    _check_checkpoint(cfg, layout, tasks)
+    _check_logger(cfg)
+    check_files(cfg.dataset)
+    return Checked(device, names, layout)
