@@ -1,4 +1,4 @@
-"""Known-answer tests of the NYUv2 / Tiny-Taskonomy on-disk formats and datasets.
+"""Known-answer tests of the NYUv2 (AdaShare's and MTAN's copies) / Tiny-Taskonomy on-disk formats and datasets.
 
 Tiny hand-made samples (24x32, twelve 8x8 blocks, one value per block) are
 written with the writers and read back through the readers and datasets.
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from mtl_attack.data import build_dataset, formats
 from mtl_attack.data.datasets import (
     augment_sample,
+    bilinear_resize,
     decoded_to_tensors,
     flip_sample,
     nearest_resize,
@@ -489,3 +490,237 @@ def test_writer_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="stem"):
         formats.write_nyuv2_sample(str(tmp_path), "a/b", rgb, seg, normal, normal_valid, depth)
     assert not os.path.exists(tmp_path / "img")
+
+
+# --------------------------------------------------------------------------- MTAN / LibMTL NYUv2 (.npy folders)
+
+# One hand-made 4x4 sample: label -1 at (0, 0), depth 0 at (1, 1), an all-zero normal at (2, 2).
+MH = MW = 4
+
+
+def mtan_arrays(i: int):
+    r, c = np.mgrid[0:MH, 0:MW]
+    image = ((r * MW + c + 1) / 20.0 + 0.1 * i)[..., None] * np.array([1.0, 0.5, 0.25])
+    label = ((r * MW + c + i) % 13).astype(np.float32)
+    label[0, 0] = -1
+    depth = (0.5 + 0.25 * (r * MW + c) + i).astype(np.float32)[..., None]
+    depth[1, 1] = 0.0
+    normal = np.zeros((MH, MW, 3), np.float32)
+    normal[...] = (0.0, 0.0, -1.0)
+    normal[r > c] = (0.6, 0.0, -0.8)  # unit in float32 up to rounding
+    normal[2, 2] = 0.0
+    return image.astype(np.float32), label, depth, normal
+
+
+def write_mtan_by_hand(root, split: str, numbers) -> None:
+    """np.save straight into root/split/{image,label,depth,normal}/<i>.npy (not through the writer)."""
+    for i in numbers:
+        for folder, arr in zip(formats.MTAN_DIRS, mtan_arrays(i)):
+            os.makedirs(os.path.join(root, split, folder), exist_ok=True)
+            np.save(os.path.join(root, split, folder, f"{i}.npy"), arr)
+
+
+@pytest.fixture()
+def mtan_root(tmp_path):
+    root = str(tmp_path / "mtan")
+    write_mtan_by_hand(root, "train", range(2))
+    write_mtan_by_hand(root, "val", range(2))
+    return root
+
+
+def test_mtan_listing_scans_numbered_files(mtan_root):
+    open(os.path.join(mtan_root, "val", "image", "notes.txt"), "w").close()  # not a numbered .npy: ignored
+    listing = formats.list_mtan_split(mtan_root, "val")
+    assert listing.entries == [[f"val/{d}/{i}.npy" for d in ("image", "label", "depth", "normal")] for i in range(2)]
+    assert listing.source == os.path.join(mtan_root, "val") and listing.alt_dirs == ()
+    ds = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)
+    assert len(ds) == 2 and ds.tasks == ("segment_semantic", "normal", "depth_zbuffer") and ds.class_weights is None
+    assert ds.sample_paths(1) == listing.entries[1]
+
+
+def test_mtan_item_targets_and_masks_exact(mtan_root):
+    item = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)[1]  # stored at the input size: no resize
+    image, label, depth, normal = mtan_arrays(1)
+    t, m = item["targets"], item["masks"]
+    assert torch.equal(item["image"], torch.from_numpy(image).permute(2, 0, 1))  # float kept as stored
+    seg = t["segment_semantic"].numpy()
+    assert seg[0, 0] == 255 and not m["segment_semantic"][0, 0]  # -1 -> the project's ignore 255
+    keep = np.ones((MH, MW), bool)
+    keep[0, 0] = False
+    assert (seg[keep] == label[keep]).all() and m["segment_semantic"].numpy()[keep].all()
+    assert seg[keep].max() <= 12
+    dv = np.ones((MH, MW), bool)
+    dv[1, 1] = False
+    assert (m["depth_zbuffer"].numpy() == dv).all()
+    assert (t["depth_zbuffer"][0].numpy() == np.where(dv, depth[..., 0], 0)).all()
+    nv = np.ones((MH, MW), bool)
+    nv[2, 2] = False
+    assert (m["normal"].numpy() == nv).all()
+    got = t["normal"].permute(1, 2, 0).numpy()
+    assert (got[~nv] == 0).all() and np.abs(got[nv] - normal[nv]).max() < 1e-6
+    assert np.allclose(np.linalg.norm(got[nv], axis=-1), 1, atol=1e-6)
+
+
+def test_mtan_test_resize_of_a_non_square_picture(tmp_path):
+    """288x384-like 6x8 pictures become S x S: labels nearest (floor(dst * in / out)), image bilinear."""
+    root = str(tmp_path / "wide")
+    rng = np.random.default_rng(0)
+    label = rng.integers(-1, 13, (6, 8)).astype(np.float32)
+    normal = rng.normal(size=(6, 8, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    image = rng.random((6, 8, 3)).astype(np.float32)
+    for split in ("train", "val"):
+        formats.write_mtan_sample(root, split, 0, image, label, rng.uniform(0.5, 4, (6, 8)), normal)
+    item = build_dataset("nyuv2_mtan", root, "val", input_size=4)[0]
+    iy, ix = np.arange(4) * 6 // 4, np.arange(4) * 8 // 4
+    want = label[np.ix_(iy, ix)]
+    assert (item["targets"]["segment_semantic"].numpy() == np.where(want < 0, 255, want)).all()
+    assert torch.allclose(item["image"], bilinear_resize(torch.from_numpy(image).permute(2, 0, 1), (4, 4)))
+
+
+def test_mtan_default_input_size_is_288(mtan_root):
+    assert build_dataset("nyuv2_mtan", mtan_root, "val")[0]["image"].shape == (3, 288, 288)
+
+
+def test_mtan_train_prescale_reference():
+    assert train_prescale_factor(288, 288, (288, 288)) == 1.0  # LibMTL's stored scale: unchanged
+    assert train_prescale_factor(288, 64, (288, 288)) == pytest.approx(64 / 288)  # crop at the test scale
+    assert train_prescale_factor(64, 64, (288, 288)) == 1.0  # the rendered stand-in
+
+
+def test_mtan_writer_roundtrip(tmp_path):
+    root = str(tmp_path)
+    image, label, depth, normal = mtan_arrays(0)
+    rel = formats.write_mtan_sample(root, "train", 7, image, label.astype(np.int64), depth[..., 0], normal)
+    assert rel == [f"train/{d}/7.npy" for d in formats.MTAN_DIRS]
+    stored = [np.load(os.path.join(root, p)) for p in rel]
+    assert [a.shape for a in stored] == [(MH, MW, 3), (MH, MW), (MH, MW, 1), (MH, MW, 3)]
+    assert all(a.dtype == np.float32 for a in stored)
+    d = formats.read_mtan_sample(root, rel)
+    assert d["image"].dtype == np.float32 and (d["image"] == image).all()
+    assert d["seg"][0, 0] == 255 and d["seg"].dtype == np.uint8
+    with pytest.raises(ValueError, match="0-12"):
+        formats.write_mtan_sample(root, "train", 8, image, label + 13, depth, normal)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        formats.write_mtan_sample(root, "train", 8, image * 255, label, depth, normal)
+    with pytest.raises(ValueError, match="folder name"):
+        formats.write_mtan_sample(root, "a/b", 8, image, label, depth, normal)
+
+
+def _expect_one_line(exc, fn, *needles):
+    with pytest.raises(exc) as e:
+        fn()
+    msg = one_line(e)
+    for n in needles:
+        assert n in msg, msg
+    return msg
+
+
+def test_mtan_missing_and_mismatched_files(mtan_root):
+    val = os.path.join(mtan_root, "val")
+    os.remove(os.path.join(val, "label", "1.npy"))
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+                     os.path.join(val, "label"), "1.npy", "same numbers")
+    np.save(os.path.join(val, "label", "1.npy"), mtan_arrays(1)[1])
+    np.save(os.path.join(val, "depth", "2.npy"), mtan_arrays(1)[2])  # a number the other folders lack
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+                     os.path.join(val, "depth"), "2.npy")
+    for d in formats.MTAN_DIRS:  # numbers 0 and 2 in every folder: a gap
+        os.replace(os.path.join(val, d, "1.npy"), os.path.join(val, d, "2.npy"))
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+                     os.path.join(val, "image"), "no 1.npy", "0..N-1")
+
+
+def test_mtan_missing_folders(mtan_root, tmp_path):
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "test"),
+                     os.path.join(mtan_root, "test"), "train, val", "dataset.test_split")
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", str(tmp_path / "nope"), "val"),
+                     "nope", "dataset.root", "train/ and val/")
+    import shutil
+
+    shutil.rmtree(os.path.join(mtan_root, "train", "normal"))
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "train"),
+                     os.path.join(mtan_root, "train", "normal"), "image/, label/, depth/, normal/")
+    for d in formats.MTAN_DIRS:
+        shutil.rmtree(os.path.join(mtan_root, "val", d))
+        os.makedirs(os.path.join(mtan_root, "val", d))
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+                     os.path.join(mtan_root, "val", "image"), "no numbered .npy")
+
+
+_BAD_MTAN = {
+    "label 13": ("label", lambda a: a + 13, ValueError, "classes 0-12"),
+    "fractional label": ("label", lambda a: a + 0.5, ValueError, "classes 0-12"),
+    "label of another size": ("label", lambda a: a[:, :-1], ValueError, "maps must match"),
+    "0-255 image": ("image", lambda a: a * 255, ValueError, "[0, 1]"),
+    "gray image": ("image", lambda a: a[..., 0], ValueError, "HxWx3"),
+    "integer image": ("image", lambda a: (a * 255).astype(np.uint8), ValueError, "float HxWx3"),
+    "negative depth": ("depth", lambda a: a - 10, ValueError, ">= 0"),
+    "integer depth": ("depth", lambda a: a.astype(np.int32), ValueError, "float HxW"),
+    "0-255 normal": ("normal", lambda a: (a + 1) / 2 * 255, ValueError, "unit vectors"),
+    "2-channel normal": ("normal", lambda a: a[..., :2], ValueError, "HxWx3"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_MTAN))
+def test_mtan_bad_file_is_one_line_error(mtan_root, case):
+    folder, change, exc, needle = _BAD_MTAN[case]
+    path = os.path.join(mtan_root, "val", folder, "1.npy")
+    np.save(path, change(np.load(path)))
+    ds = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)
+    ds[0]  # the other sample still loads
+    _expect_one_line(exc, lambda: ds[1], path, needle)
+
+
+def test_mtan_unreadable_npy(mtan_root):
+    path = os.path.join(mtan_root, "val", "depth", "0.npy")
+    with open(path, "wb") as f:
+        f.write(b"not a numpy file")
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val")[0], path, ".npy")
+
+
+def test_check_files_lists_the_mtan_folders(mtan_root):
+    from mtl_attack.config import compose
+    from mtl_attack.data.build import check_files
+    from mtl_attack.errors import UserError
+
+    ds = compose(["dataset=nyuv2_mtan", f"dataset.root={mtan_root}"]).dataset
+    assert ds.test_split == "val" and ds.input_size == 288
+    assert check_files(ds) == 2 * 2 * 4  # train and val, 2 samples of 4 files each
+    np.save(os.path.join(mtan_root, "val", "image", "1.npy"), np.zeros((MH, MW), np.float32))
+    _expect_one_line(UserError, lambda: check_files(ds), os.path.join("val", "image", "1.npy"), "HxWx3")
+    os.remove(os.path.join(mtan_root, "train", "depth", "0.npy"))
+    _expect_one_line(UserError, lambda: check_files(ds), os.path.join(mtan_root, "train", "depth"), "0.npy")
+    wrong = compose(["dataset=nyuv2_mtan", f"dataset.root={mtan_root}", "dataset.test_split=test"]).dataset
+    _expect_one_line(UserError, lambda: check_files(wrong, splits=("test",)), "dataset.test_split")
+
+
+def test_json_kinds_list_through_the_same_listing(nyu_root, tk_root):
+    listing = formats.list_json_split(nyu_root, "nyuv2", "test")
+    assert listing.entries == json.load(open(os.path.join(nyu_root, formats.NYUV2_JSON)))["test"]
+    assert listing.source.endswith("nyu_v2_3task.json (test)")
+    assert formats.list_json_split(tk_root, "taskonomy", "test_small").alt_dirs == ("test",)
+
+
+def test_synth_mtan_config_runs_through_prepare(tmp_path):
+    from helpers import tiny
+
+    from mtl_attack.config import compose
+    from mtl_attack.parts import prepare
+
+    cfg = compose(tiny("dataset=synth_nyuv2_mtan", cache_dir=tmp_path / "cache"))
+    assert cfg.dataset.kind.value == "nyuv2_mtan" and cfg.dataset.test_split == "val"
+    parts = prepare(cfg, torch.device("cpu"), progress=False)
+    assert (parts.root / "val" / "image" / "5.npy").is_file() and not (parts.root / "val" / "image" / "6.npy").exists()
+    assert len(parts.train) == 12 and len(parts.test) == 6
+    assert [t.channels for t in parts.tasks] == [13, 3, 1]
+    batch = next(iter(DataLoader(parts.test, batch_size=6)))
+    assert batch["image"].shape == (6, 3, 16, 16)
+    with torch.no_grad():
+        out = parts.model(batch["image"])
+    for task in parts.tasks:
+        meter = task.meter()
+        meter.update(out[task.name], batch["targets"][task.name], batch["masks"][task.name])
+        scores = meter.compute()
+        assert list(scores) == list(task.metrics) and all(math.isfinite(v) for v in scores.values())
+    assert list(parts.tasks[2].metrics) == ["abs_err", "rel_err"]

@@ -298,9 +298,11 @@ def test_caffe_bgr_normalization_known_answer():
     mean_b, mean_g, mean_r = CAFFE_BGR_MEAN
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.0 - mean_b, 127.5 - mean_g, 255.0 - mean_r]))
     assert CAFFE_BGR_MEAN == (104.00698793, 116.66876762, 122.67891434)
-    assert torch.equal(InputNormalizer("none")(x), x)
+    assert torch.equal(InputNormalizer("unit")(x), x)
+    imagenet = InputNormalizer("imagenet")(x)[0, :, 0, 0]
+    torch.testing.assert_close(imagenet, torch.tensor([(1 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, -0.406 / 0.225]))
     with pytest.raises(ValueError, match="normalization"):
-        InputNormalizer("imagenet")
+        InputNormalizer("none")
 
 
 def test_normalizer_buffer_moves_and_stays_out_of_checkpoints(mnv2_state):

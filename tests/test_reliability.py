@@ -292,3 +292,12 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_preflight_accepts_what_the_job_completes_later(tmp_path):
+    """WeightedTotal without weights is grid-searched by the job, so the checks let it through."""
+    from mtl_attack.preflight import preflight
+
+    checked = preflight(compose(tiny("attack=weightedtotal_pgd", cache_dir=tmp_path / "c")))
+    assert checked.task_names == ["segment_semantic", "normal", "depth_zbuffer"]
+    assert not (tmp_path / "c").exists()

@@ -10,7 +10,9 @@ from PIL import Image
 
 from mtl_attack.data import formats, synth
 from mtl_attack.data.synth import (
+    NYU13_CLASSES,
     NYU40_CLASSES,
+    NYU40_TO_NYU13,
     TASKONOMY_CLASSES,
     edge_target,
     ensure_synthetic,
@@ -174,6 +176,8 @@ def test_screen_rectangle_culling_changes_nothing(monkeypatch):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: render_scene(0, H, W, "cityscapes"), "unknown synthetic dataset kind"),
+    (lambda: render_scene(0, H, W, "nyuv2_mtan"), "unknown synthetic dataset kind"),  # a format, not a scene kind
+    (lambda: generate_dataset("/nonexistent", "cityscapes", 1, 1, H, W, 0), "unknown synthetic dataset kind"),
     (lambda: render_scene(0, 2, W, "nyuv2"), "too small"),
     (lambda: render_scene("zero", H, W, "nyuv2"), "seed"),
     (lambda: generate_dataset("/nonexistent", "nyuv2", 0, 1, H, W, 0), "n_train must be an integer >= 1"),
@@ -285,3 +289,69 @@ def test_sample_grid_has_a_column_per_label(tmp_path):
         assert c.size == b.size  # one row per kind, the union of the columns
     with pytest.raises(FileNotFoundError, match="neither"):
         save_sample_grid(tmp_path, tmp_path / "x.png")
+
+
+# ----------------------------------------------------------------------------- the MTAN / LibMTL NYUv2 format
+# NYU-40 -> NYU-13 as published (1-based, index 0 = unknown): ankurhanda/nyuv2-meta-data class13Mapping.mat.
+PUBLISHED_40_TO_13 = [0, 12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6, 7, 7, 5, 7, 3, 2, 6, 11,
+                      7, 7, 7, 7, 7, 7, 6, 7, 7, 7, 7, 7, 7, 6, 7]
+
+
+def test_nyu40_to_nyu13_is_the_standard_mapping():
+    assert NYU40_TO_NYU13.tolist() == [m - 1 for m in PUBLISHED_40_TO_13[1:]]
+    name13 = {c40: NYU13_CLASSES[NYU40_TO_NYU13[i]] for i, c40 in enumerate(NYU40_CLASSES)}
+    assert {k: name13[k] for k in ("wall", "door", "blinds", "curtain", "bookshelf", "television", "floor mat",
+                                   "ceiling", "books", "lamp", "otherfurniture")} == {
+        "wall": "wall", "door": "wall", "blinds": "window", "curtain": "window", "bookshelf": "furniture",
+        "television": "tv", "floor mat": "floor", "ceiling": "ceiling", "books": "books", "lamp": "objects",
+        "otherfurniture": "furniture"}
+    # wall, door, window, void / television, otherfurniture, otherprop, ceiling
+    seg = np.array([[0, 7, 8, 255], [24, 38, 39, 21]], np.uint8)
+    assert synth.nyu40_to_nyu13(seg).tolist() == [[11, 11, 12, -1], [10, 5, 6, 2]]
+
+
+def test_nyuv2_mtan_dataset_holds_the_nyuv2_scenes(tmp_path):
+    root = generate_dataset(tmp_path / "mtan", "nyuv2_mtan", 3, 2, H, W, seed=7, workers=1, progress=False)
+    assert sorted(p.name for p in root.iterdir()) == ["synthetic.json", "train", "val"]  # no split json
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert meta["classes"] == list(NYU13_CLASSES) and len(meta["train_pixels_per_class"]) == 13
+    counts = np.zeros(13, np.int64)
+    for folder, split, n in (("train", "train", 3), ("val", "test", 2)):
+        listing = formats.list_mtan_split(str(root), folder)
+        assert len(listing.entries) == n
+        for i, entry in enumerate(listing.entries):
+            want = render_scene(scene_seed(7, "nyuv2", split, i), H, W, "nyuv2")  # the synth_nyuv2 scene
+            stored = [np.load(root / p) for p in entry]
+            assert [a.shape for a in stored] == [(H, W, 3), (H, W), (H, W, 1), (H, W, 3)]
+            assert all(a.dtype == np.float32 for a in stored)
+            assert np.array_equal(stored[0], want["rgb"].astype(np.float32) / 255)
+            assert np.array_equal(stored[1], NYU40_TO_NYU13[want["seg"]].astype(np.float32))
+            assert np.array_equal(stored[2][..., 0], want["depth"]) and np.array_equal(stored[3], want["normal"])
+            got = formats.read_mtan_sample(str(root), entry)
+            seg = got["seg"]
+            assert ((seg <= 12) | (seg == 255)).all()
+            assert np.array_equal(got["depth_valid"], want["depth_valid"]) and not got["depth_valid"].all()
+            assert np.array_equal(got["normal_valid"], want["normal_valid"])
+            assert np.allclose(np.linalg.norm(got["normal"][got["normal_valid"]], axis=-1), 1, atol=1e-5)
+            assert (got["normal"][~got["normal_valid"]] == 0).all()
+            if split == "train":
+                counts += np.bincount(seg[seg != 255], minlength=13)
+    assert meta["train_pixels_per_class"] == counts.tolist()
+    assert scene_seed(7, "nyuv2_mtan", "test", 1).entropy == scene_seed(7, "nyuv2", "test", 1).entropy
+    assert scene_seed(7, "nyuv2_mtan", "test", 1).spawn_key == scene_seed(7, "nyuv2", "test", 1).spawn_key
+
+
+def test_every_renderable_kind_is_a_renderer_format():
+    from mtl_attack.data.registry import DATASETS
+
+    assert {k for k, spec in DATASETS.items() if spec.renderable} == set(synth.KINDS)
+    assert set(synth.SCENE_KINDS) < set(synth.KINDS)
+
+
+def test_ensure_synthetic_mtan_folder(tmp_path):
+    root = ensure_synthetic(tmp_path, "nyuv2_mtan", 2, 1, H, W, seed=0, progress=False)
+    assert root.name.startswith(f"synthetic-nyuv2_mtan-{H}x{W}-")
+    assert len(formats.list_mtan_split(str(root), "val").entries) == 1
+    assert save_sample_grid(root, tmp_path / "grid.png", n=1).is_file()  # a folder of this format too
+    shown = synth._display_sample(formats.read_mtan_sample(str(root), formats.list_mtan_split(str(root), "val").entries[0]))
+    assert shown["rgb"].max() > 0.2 and shown["seg"].max() <= 12  # float image shown as stored

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from mtl_attack.data.registry import get_tasks
 from mtl_attack.tasks import (
+    SCORERS,
+    DepthErrorMeter,
     DepthMeter,
     LossMeter,
     NormalMeter,
@@ -19,6 +21,7 @@ from mtl_attack.tasks import (
     resize_nearest,
     segmentation_loss,
     segmentation_scores,
+    summed_stats,
 )
 
 
@@ -79,6 +82,66 @@ def test_meter_keys_match_declared_metrics():
         m = t.meter()
         m.update(torch.randn(2, t.channels, 2, 2, generator=g), targets[t.name], None)
         assert list(m.compute()) == list(t.metrics)
+
+
+def test_nyuv2_mtan_tasks_follow_libmtl():
+    """LibMTL examples/nyu/main.py: 13 classes; mIoU, pixAcc; abs_err, rel_err; mean, median, <11.25, <22.5, <30."""
+    tasks = get_tasks("nyuv2_mtan")
+    assert [t.name for t in tasks] == ["segment_semantic", "normal", "depth_zbuffer"]
+    assert [t.channels for t in tasks] == [13, 3, 1]
+    assert list(tasks[0].metrics.items()) == [("miou", True), ("pixel_acc", True)]
+    assert list(tasks[1].metrics.items()) == list(get_tasks("nyuv2")[1].metrics.items())
+    assert list(tasks[2].metrics.items()) == [("abs_err", False), ("rel_err", False)]
+    assert tasks[2].meter().kind == "depth_err" and SCORERS["depth_err"] is DepthErrorMeter.score
+
+
+def test_nyuv2_mtan_meter_keys_match_declared_metrics():
+    g = _gen(4)
+    targets = {
+        "segment_semantic": torch.randint(0, 13, (2, 4, 4), generator=g),
+        "normal": _unit_normals(2, 4, 4, g),
+        "depth_zbuffer": torch.rand(2, 1, 4, 4, generator=g) + 0.5,
+    }
+    for t in get_tasks("nyuv2_mtan"):
+        m = t.meter()
+        m.update(torch.randn(2, t.channels, 2, 2, generator=g), targets[t.name], None)
+        assert list(m.compute()) == list(t.metrics)
+        # per-image statistics score the same (the normal median to within its 0.05-degree bins)
+        assert SCORERS[m.kind](summed_stats(m.image_stats())) == pytest.approx(m.compute(), abs=0.05)
+
+
+def test_nyuv2_mtan_losses_match_libmtl_formulas():
+    """Per sample, LibMTL's NYUv2 losses (examples/nyu/utils.py) written out by hand on one image:
+    cross-entropy ignoring -1 (here 255), L1 over depth != 0, 1 - mean cos over non-zero normals."""
+    g = _gen(5)
+    seg, normal, depth = get_tasks("nyuv2_mtan")
+    logits = torch.randn(1, 13, 3, 4, generator=g)
+    labels = torch.randint(0, 13, (1, 3, 4), generator=g)
+    labels[0, 0, :2] = 255  # stored -1
+    valid = labels != 255
+    logp = logits.log_softmax(1).gather(1, labels.clamp_max(12)[:, None])[:, 0]
+    assert seg.loss(logits, labels, valid).item() == pytest.approx(-logp[valid].mean().item(), rel=1e-6)
+    pred = torch.rand(1, 1, 3, 4, generator=g) * 3
+    gt = torch.rand(1, 1, 3, 4, generator=g) + 0.5
+    gt[0, 0, 1, 1:3] = 0.0  # invalid depth
+    dmask = gt[:, 0] != 0
+    want = (pred - gt).abs()[:, 0][dmask].mean()
+    assert depth.loss(pred, gt, dmask).item() == pytest.approx(want.item(), rel=1e-6)
+    npred = torch.randn(1, 3, 3, 4, generator=g)
+    ngt = _unit_normals(1, 3, 4, g)
+    ngt[0, :, 2, 0] = 0.0  # invalid normal
+    nmask = ngt.abs().sum(1) != 0
+    cos = (npred / npred.norm(dim=1, keepdim=True) * ngt).sum(1)
+    assert normal.loss(npred, ngt, nmask).item() == pytest.approx(1 - cos[nmask].mean().item(), rel=1e-6)
+
+
+def test_depth_error_meter_hand_computed():
+    gt = torch.tensor([[[[1.0, 2.0], [4.0, 0.5]]]])
+    pred = torch.tensor([[[[1.1, 2.0], [3.0, 1.0]]]])
+    m = DepthErrorMeter()
+    m.update(pred, gt, torch.tensor([[[True, True], [True, False]]]))
+    # valid |p-g| = .1, 0, 1; rel .1, 0, .25
+    assert m.compute() == pytest.approx({"abs_err": 1.1 / 3, "rel_err": 0.35 / 3})
 
 
 def test_metrics_mapping_is_read_only():

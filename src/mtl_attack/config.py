@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -150,10 +150,35 @@ class TransferConfig:
     surrogate: Optional[str] = None
 
 
+class ModelInput(Enum):
+    """The input convention of a user's network (mtl_attack.models.inputs); attacks stay in [0,1]."""
+
+    unit = "unit"  # RGB in [0, 1]
+    imagenet = "imagenet"  # RGB, (x - ImageNet mean) / std
+    caffe_bgr = "caffe_bgr"  # the authors' DeepLab models: BGR 0-255 minus the channel means
+
+
 @dataclass
 class ModelConfig:
-    # A user's trained weights: a file saved by mtl-attack (a dict with "state_dict").
+    """Which network: the TreeMTL model of `backbone` and `layout` (`_target_` null, conf/model/tree.yaml),
+    or a user's nn.Module class (`_target_`, conf/model/custom.yaml); keys added with
+    `+model.<name>=value` are its constructor's keyword arguments."""
+
+    # The user's class, e.g. my_pkg.nets.MyNet; null: the TreeMTL model.
+    _target_: Optional[str] = None
+    # Trained weights: a state_dict, or a dict holding one under "state_dict" (mtl-attack's files).
     checkpoint: Optional[str] = None
+    # The user's model: its output key -> the dataset's task name, where they differ.
+    outputs: Dict[str, str] = field(default_factory=dict)
+    # The user's model: the input convention it expects, applied by a wrapper.
+    input: ModelInput = ModelInput.unit
+    # The user's model: train it with the dataset's losses (cached like any model), or attack it as loaded.
+    train: bool = True
+    # The user's model: its name in tables and records (default: the class name).
+    label: Optional[str] = None
+    # The user's model: constructor keyword arguments given in a config file (a file cannot add
+    # keys to this schema); on the command line `+model.<name>=value` adds one beside them.
+    args: Dict[str, Any] = field(default_factory=dict)
 
 
 class LoggerName(Enum):

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from .data.build import build_splits, plain_train_split, prepare_root
 from .data.registry import get_tasks
 from .models.build import build_model
+from .models.custom import build_custom
 from .models.layout import Layout
 from .preflight import Checked, preflight
 from .training import train_or_load
@@ -27,7 +28,7 @@ class Parts:
     """What a job works on. `model` is None when :func:`prepare` was asked for data only.
 
     root: the data folder; train: the augmented train split; test: the (limited) test split;
-    tasks: the dataset's tasks in order; layout: the TreeMTL layout; model: in eval mode on
+    tasks: the dataset's tasks in order; layout: the TreeMTL layout (None for a user's network); model: in eval mode on
     `device`; source: where its weights came from ({"source", "path", "train"}).
     """
 
@@ -47,11 +48,16 @@ class Parts:
         return plain_train_split(self.cfg.dataset, self.root)
 
 
-def trained_model(cfg: DictConfig, layout: Layout, tasks, train, device: torch.device,
-                  progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """The TreeMTL model of `layout`, trained or loaded (cache or model.checkpoint), in eval mode on `device`."""
-    model = build_model(cfg.backbone.name.value, layout, tasks, cfg.backbone.head_width, cfg.seed,
-                        Path(cfg.cache_dir), width=cfg.backbone.width)
+def trained_model(cfg: DictConfig, layout: Layout | None, tasks, train, device: torch.device,
+                  progress: bool = True, built: torch.nn.Module | None = None) -> tuple[torch.nn.Module, dict]:
+    """The job's model, trained or loaded (cache or model.checkpoint), in eval mode on `device`:
+    the TreeMTL model of `layout`, or the user's network (model._target_, wrapped by
+    models.custom.TaskOutputs; `built`: that network as preflight built it, untrained)."""
+    if cfg.model.get("_target_"):
+        model = built if built is not None else build_custom(cfg.model, [t.name for t in tasks], cfg.seed)
+    else:
+        model = build_model(cfg.backbone.name.value, layout, tasks, cfg.backbone.head_width, cfg.seed,
+                            Path(cfg.cache_dir), width=cfg.backbone.width)
     source = train_or_load(model, cfg, layout, tasks, train, device, progress=progress)
     return model.to(device).eval(), source
 
@@ -68,5 +74,6 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
     parts = Parts(cfg, device, root, train, test, tasks, checked.layout)
     if with_model:
-        parts.model, parts.source = trained_model(cfg, checked.layout, tasks, train, device, progress)
+        parts.model, parts.source = trained_model(cfg, checked.layout, tasks, train, device, progress,
+                                                  built=checked.model)
     return parts

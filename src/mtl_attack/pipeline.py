@@ -22,6 +22,7 @@ from .baselines import ConstantModel, constant_predictions
 from .config import eps_to_unit
 from .evaluation import evaluate
 from .models.build import layout_size, resolve_surrogate
+from .models.custom import custom_entry
 from .models.layout import Layout, index_of
 from .errors import UserError
 from .parts import Parts, prepare, trained_model
@@ -161,16 +162,22 @@ def _width_text(model: dict) -> str:
 
 
 def _model_entry(cfg: DictConfig, parts: Parts) -> dict:
+    """The record's "model": for TreeMTL its backbone, layout, index, label and sizes; for a
+    user's network (model._target_) its class, arguments, label and parameter count."""
+    adversarial = adversarial_settings(cfg.train)
+    common = {"train_attack": adversarial["attack"] if adversarial else None,
+              "train_attack_eps": adversarial["eps"] if adversarial else None,
+              "source": parts.source["source"], "path": parts.source["path"], "train": parts.source.get("train")}
+    if cfg.model.get("_target_"):
+        entry = custom_entry(cfg.model, parts.model)
+        return {**entry, "backbone": entry["class"], "layout": None, "layout_index": None, "shared_blocks": None,
+                "params_paper_M": None, **common}
     layout, backbone = parts.layout, cfg.backbone.name.value
     width = float(cfg.backbone.width)
     size = layout_size(layout, backbone, [t.channels for t in parts.tasks], cfg.backbone.head_width, width)
-    adversarial = adversarial_settings(cfg.train)
-    return {"backbone": backbone, "width": width, "layout": str(layout), "layout_index": index_of(layout),
-            "label": model_label(layout), "shared_blocks": layout.shared_blocks,
-            "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"],
-            "train_attack": adversarial["attack"] if adversarial else None,
-            "train_attack_eps": adversarial["eps"] if adversarial else None,
-            "source": parts.source["source"], "path": parts.source["path"], "train": parts.source.get("train")}
+    return {"kind": "tree", "backbone": backbone, "width": width, "layout": str(layout),
+            "layout_index": index_of(layout), "label": model_label(layout), "shared_blocks": layout.shared_blocks,
+            "params_torch": size["params_torch"], "params_paper_M": size["params_paper_M"], **common}
 
 
 def execute(cfg: DictConfig, device: torch.device, progress: bool = True, checked: Checked | None = None) -> JobResult:

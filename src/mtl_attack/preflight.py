@@ -27,11 +27,13 @@ EPS_WARN = 64.0
 
 @dataclass
 class Checked:
-    """What the checks resolved: the torch device, the dataset's task names, the layout."""
+    """What the checks resolved: the torch device, the dataset's task names, the TreeMTL layout
+    (None for a user's network) and the user's network as built (untrained; None for TreeMTL)."""
 
     device: torch.device
     task_names: list
     layout: object
+    model: object = None
 
 
 def _whole(key: str, value, minimum: int = 1) -> int:
@@ -142,6 +144,9 @@ def _check_attack(cfg: DictConfig, names: list) -> None:
                             f"{cfg.dataset.name}: {', '.join(names)}")
     _whole("attack.steps", a.steps)
     _whole("attack.restarts", a.restarts)
+    if a.objective.value == "weightedtotal" and not a.weights:
+        a = a.copy()  # the job grid-searches the weights; any valid ones check the rest
+        a.weights = {n: 1.0 for n in names}
     try:
         build_attack_from_config(a, eps=eps_to_unit(cfg.eps))
     except ValueError as err:
@@ -194,6 +199,29 @@ def _check_checkpoint(cfg: DictConfig, layout, tasks) -> None:
                         "check backbone, backbone.width, backbone.head_width, layout and dataset")
 
 
+def _check_custom(cfg: DictConfig, tasks):
+    """A user's network: it builds, its outputs cover every task with the right channels, and
+    model.checkpoint fits it. Returns the built (untrained) model."""
+    from .models.custom import build_custom, check_outputs
+    from .training import read_user_checkpoint, state_mismatch
+
+    if cfg.transfer.surrogate is not None:
+        raise UserError("transfer.surrogate: black-box transfer crafts on a TreeMTL surrogate of the target's "
+                        "backbone; with model._target_ set, leave transfer.surrogate null")
+    if cfg.train.adversarial.attack is not None and not cfg.model.train:
+        raise UserError("train.adversarial.attack is set but model.train=false; set model.train=true to "
+                        "adversarially train the network, or leave train.adversarial.attack null")
+    model = build_custom(cfg.model, [t.name for t in tasks], cfg.seed)
+    check_outputs(model, tasks, cfg.dataset.input_size)
+    if cfg.model.checkpoint:
+        state = read_user_checkpoint(cfg.model.checkpoint)["state_dict"]
+        problem = state_mismatch(model.net.state_dict(), state)
+        if problem:
+            raise UserError(f"model.checkpoint={cfg.model.checkpoint} does not fit {cfg.model._target_}: {problem}; "
+                            "check the +model.<name>= arguments")
+    return model
+
+
 def _check_logger(cfg: DictConfig) -> None:
     from .logger import MODES
 
@@ -215,12 +243,17 @@ def preflight(cfg: DictConfig) -> Checked:
     _check_sizes(cfg)
     tasks = get_tasks(cfg.dataset.kind.value)
     names = [t.name for t in tasks]
-    _check_model_shape(cfg, tasks)
-    layout = _check_layouts(cfg, len(tasks))
+    custom = bool(cfg.model.get("_target_"))
+    if custom:
+        _whole("dataset.input_size", cfg.dataset.input_size)
+        layout = None
+    else:
+        _check_model_shape(cfg, tasks)
+        layout = _check_layouts(cfg, len(tasks))
     _check_attack(cfg, names)
     _check_training(cfg, names)
     check_writable("cache_dir", cfg.cache_dir)
-    _check_checkpoint(cfg, layout, tasks)
+    model = _check_custom(cfg, tasks) if custom else _check_checkpoint(cfg, layout, tasks)
     _check_logger(cfg)
     check_files(cfg.dataset)
-    return Checked(device, names, layout)
+    return Checked(device, names, layout, model)

@@ -181,8 +181,9 @@ def flatten(record: dict) -> dict:
         "job": record.get("job", {}).get("name"),
         "job_dir": record.get("job", {}).get("dir"),
         "dataset": cfg.get("dataset", {}).get("name"),
-        "backbone": _backbone_label(cfg.get("backbone", {})),
-        "width": float(cfg.get("backbone", {}).get("width", 1.0)),
+        # A user's network is named by its class path (record "model": kind custom).
+        "backbone": model["class"] if model.get("kind") == "custom" else _backbone_label(cfg.get("backbone", {})),
+        "width": None if model.get("kind") == "custom" else float(cfg.get("backbone", {}).get("width", 1.0)),
         "layout": model.get("layout"),
         "layout_index": model.get("layout_index"),
         "model": model.get("label"),

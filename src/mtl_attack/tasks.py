@@ -57,6 +57,7 @@ __all__ = [
     "SegmentationMeter",
     "NormalMeter",
     "DepthMeter",
+    "DepthErrorMeter",
     "LossMeter",
 ]
 
@@ -93,6 +94,8 @@ DEPTH_METRICS = {
     "delta_2": True,
     "delta_3": True,
 }
+# LibMTL's NYUv2 depth metrics (examples/nyu/utils.py DepthMetric): the errors, no deltas.
+DEPTH_ERROR_METRICS = {"abs_err": False, "rel_err": False}
 LOSS_METRICS = {"loss": False}
 
 
@@ -576,6 +579,19 @@ class DepthMeter:
                             np.asarray(stats["delta"]))
 
 
+class DepthErrorMeter(DepthMeter):
+    """abs_err and rel_err only (LibMTL's NYUv2 depth metrics), from the statistics of :class:`DepthMeter`."""
+
+    kind = "depth_err"  # names its scorer in a saved statistics file (SCORERS)
+
+    def compute(self) -> dict[str, float]:
+        return {k: v for k, v in super().compute().items() if k in DEPTH_ERROR_METRICS}
+
+    @staticmethod
+    def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return {k: v for k, v in DepthMeter.score(stats).items() if k in DEPTH_ERROR_METRICS}
+
+
 class LossMeter:
     """Mean of per-sample losses over the split -> ``{"loss": value}`` (lower is better).
 
@@ -617,7 +633,7 @@ class LossMeter:
 
 # Meter kind -> metrics from summed per-image statistics; a statistics file names each task's kind.
 SCORERS: dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, float]]] = {
-    m.kind: m.score for m in (SegmentationMeter, NormalMeter, DepthMeter, LossMeter)
+    m.kind: m.score for m in (SegmentationMeter, NormalMeter, DepthMeter, DepthErrorMeter, LossMeter)
 }
 
 
@@ -689,10 +705,13 @@ def normal_task(name: str = "normal", loss_metric: bool = False) -> Task:
     return _task(name, 3, normal_loss, NORMAL_METRICS, NormalMeter)
 
 
-def depth_task(name: str = "depth_zbuffer", loss_metric: bool = False) -> Task:
-    """Depth (1 channel, metres): L1 loss; abs/rel error and delta thresholds, or the loss itself."""
+def depth_task(name: str = "depth_zbuffer", loss_metric: bool = False, deltas: bool = True) -> Task:
+    """Depth (1 channel, metres): L1 loss over valid pixels; abs/rel error (lower is better) and, with
+    `deltas`, the delta thresholds in % (higher is better); or with `loss_metric` the loss itself."""
     if loss_metric:
         return _loss_task(name, 1, l1_loss)
+    if not deltas:
+        return _task(name, 1, l1_loss, DEPTH_ERROR_METRICS, DepthErrorMeter)
     return _task(name, 1, l1_loss, DEPTH_METRICS, DepthMeter)
 
 

@@ -217,7 +217,7 @@ def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> di
         # The paper's schedule: keys stay those of models cached before the schedule option.
         train.pop("schedule", None)
         train.pop("warmup", None)
-    key = {
+    key: dict = {
         "dataset": {
             "name": ds.name,
             "kind": get_dataset(ds.kind).name,
@@ -225,17 +225,23 @@ def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> di
             "synthetic": OmegaConf.to_container(ds.synthetic) if ds.synthetic is not None else None,
             "input_size": ds.input_size,
         },
-        "backbone": cfg.backbone.name.value,
-        "head_width": cfg.backbone.head_width,
-        "layout": str(layout),
         "train": train,
         "seed": cfg.seed,
         "model_version": MODEL_VERSION,
         "env": training_env(cfg.train, device or torch.device("cpu")),
     }
-    if float(cfg.backbone.width) != 1.0:
-        # Absent means 1.0, so models cached before the width option keep their keys.
-        key["width"] = float(cfg.backbone.width)
+    if cfg.model.get("_target_"):
+        from .models.custom import constructor_args
+
+        # A user's network: its class and arguments instead of backbone and layout.
+        key["model"] = {"class": cfg.model._target_, "args": constructor_args(cfg.model),
+                        "input": cfg.model.input.value, "outputs": dict(cfg.model.outputs)}
+        key["backbone"] = "custom"
+    else:
+        key.update(backbone=cfg.backbone.name.value, head_width=cfg.backbone.head_width, layout=str(layout))
+        if float(cfg.backbone.width) != 1.0:
+            # Absent means 1.0, so models cached before the width option keep their keys.
+            key["width"] = float(cfg.backbone.width)
     if adversarial is not None:
         # Only adversarially trained models carry this, so clean models keep their old keys.
         key["adversarial"] = adversarial
@@ -265,6 +271,14 @@ def state_mismatch(own: dict, state: dict) -> str | None:
     return "; ".join(parts) or None
 
 
+def weights_module(model):
+    """The module a checkpoint's state dict belongs to: a user's network inside its wrapper
+    (models.custom.TaskOutputs), else the model itself."""
+    from .models.custom import TaskOutputs
+
+    return model.net if isinstance(model, TaskOutputs) else model
+
+
 def load_state_checked(model, state: dict, source: str) -> None:
     """Load a state dict, or stop with one line naming the keys or shapes that differ."""
     problem = state_mismatch(model.state_dict(), state)
@@ -286,25 +300,30 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def read_user_checkpoint(path: str | Path) -> dict:
-    """The dict of a user's `model.checkpoint` file (weights-only loading), or a UserError saying
-    what is wrong with the file: absent, a folder, not a torch file, or no "state_dict" inside."""
+    """A user's `model.checkpoint` as {"state_dict", "meta"} (weights-only loading): the file holds a
+    state dict, or a dict with one under "state_dict" (mtl-attack's files) or "model". A file that
+    is absent, a folder, not a torch file or holds no state dict is a UserError saying which."""
     path = Path(path).expanduser()
     key = f"model.checkpoint={path}"
     if not path.exists():
-        raise UserError(f"{key} does not exist; give the path of a model file saved by mtl-attack "
-                        "(a trained model's .pt in <cache_dir>/models/) or leave model.checkpoint unset to train")
+        raise UserError(f"{key} does not exist; give the path of a model's weights file (a state_dict saved "
+                        "with torch.save, or a .pt from <cache_dir>/models/) or leave model.checkpoint unset to train")
     if not path.is_file():
-        raise UserError(f"{key} is a folder, not a file; give the path of a model .pt file")
+        raise UserError(f"{key} is a folder, not a file; give the path of a weights .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for files it cannot read
         raise UserError(f"{key} is not a readable torch checkpoint ({type(err).__name__} while loading it "
                         "with weights_only=True); give a file saved with torch.save") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        what = f"a dict with keys {sorted(map(str, ckpt))[:5]}" if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise UserError(f"{key} holds {what}, not a dict with a 'state_dict' entry; "
-                        "save {{'state_dict': model.state_dict()}}")
-    return ckpt
+    if isinstance(ckpt, dict):
+        for name in ("state_dict", "model"):
+            if isinstance(ckpt.get(name), dict):
+                return {"state_dict": ckpt[name], "meta": ckpt.get("meta", {})}
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            return {"state_dict": ckpt, "meta": {}}
+    what = f"a dict with keys {sorted(map(str, ckpt))[:5]}" if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise UserError(f"{key} holds {what}, not a state dict; save model.state_dict() or "
+                    "{'state_dict': model.state_dict()}")
 
 
 # ------------------------------------------------------------------ training environment
@@ -359,13 +378,16 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
 
     Concurrent jobs needing the same model train it once: the others wait on the
     cache lock and load. A damaged cached file is removed and retrained.
-    Returns info: {"source": "checkpoint"|"cache"|"trained", "path", "train": train info or None}.
+    A user's network (model._target_) with model.train=false keeps the weights its constructor gave it.
+    Returns info: {"source": "checkpoint"|"cache"|"trained"|"as built", "path", "train": train info or None}.
     """
     user = cfg.model.checkpoint
     if user:
         ckpt = read_user_checkpoint(user)
-        load_state_checked(model, ckpt["state_dict"], f"model.checkpoint={user}")
-        return {"source": "checkpoint", "path": str(user), "train": ckpt.get("meta", {}).get("train")}
+        load_state_checked(weights_module(model), ckpt["state_dict"], f"model.checkpoint={user}")
+        return {"source": "checkpoint", "path": str(user), "train": ckpt["meta"].get("train")}
+    if cfg.model.get("_target_") and not cfg.model.train:
+        return {"source": "as built", "path": None, "train": None}
     key = model_key(cfg, layout, device)
     path = checkpoint_path(Path(cfg.cache_dir), key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +398,7 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
             info = train_model(model, train_set, tasks, cfg.train, device, seed=cfg.seed, progress=progress)
         info["env"] = {**key["env"], "torch": str(torch.__version__)}  # a plain str: weights-only loadable
         trained.update(info)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in weights_module(model).state_dict().items()}
         torch.save({"state_dict": state, "meta": {"key": key, "train": info}}, tmp)
 
     for attempt in range(2):
@@ -391,6 +413,6 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
             print(f"warning: removing damaged cached model {path}; retraining")
             path.unlink(missing_ok=True)
             continue
-        load_state_checked(model, ckpt["state_dict"], str(path))
+        load_state_checked(weights_module(model), ckpt["state_dict"], str(path))
         return {"source": "cache", "path": str(path), "train": ckpt.get("meta", {}).get("train")}
     raise AssertionError("unreachable")

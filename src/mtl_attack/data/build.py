@@ -18,6 +18,15 @@ def _kind(cfg: DictConfig) -> str:
     return get_dataset(cfg.kind).name
 
 
+def _needs_root(cfg: DictConfig) -> str:
+    """The message for a real dataset without dataset.root, naming the rendered options."""
+    from .registry import rendered_config_names
+
+    rendered = rendered_config_names()
+    return (f"dataset {cfg.name} needs dataset.root=/path/to/data "
+            f"(or pick a rendered one: {' or '.join(f'dataset={n}' for n in rendered)})")
+
+
 def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) -> Path:
     """Return the folder holding the dataset's files, rendering it first if synthetic."""
     if cfg.synthetic is not None:
@@ -38,10 +47,7 @@ def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) 
             progress=progress,
         )
     if not cfg.root:
-        raise ValueError(
-            f"dataset {cfg.name} needs dataset.root=/path/to/data "
-            "(or pick a rendered one: dataset=synth_nyuv2 or dataset=synth_taskonomy)"
-        )
+        raise ValueError(_needs_root(cfg))
     return Path(cfg.root).expanduser()
 
 
@@ -70,9 +76,10 @@ CHECK_ALL_FILES = 20000
 def check_files(cfg: DictConfig, splits: tuple[str, ...] | None = None, decode: int = 2) -> int:
     """Stop before any work when a real dataset's files are missing or unreadable.
 
-    Checks that `dataset.root` holds the split json, that every file the train and test
-    splits list exists (see CHECK_ALL_FILES), and decodes the first and last `decode`
-    samples of each split (shapes and encodings, with the readers' one-line messages).
+    Lists the train and test splits with the kind's listing (its split json, or the
+    MTAN kind's scan of its numbered files), checks that every listed file exists
+    (see CHECK_ALL_FILES), and decodes the first and last `decode` samples of each
+    split (shapes and encodings, with the readers' one-line messages).
     A rendered dataset (dataset.synthetic set) is made later and is not checked here.
     Returns the number of files found; raises UserError naming the first bad file.
     """
@@ -83,34 +90,26 @@ def check_files(cfg: DictConfig, splits: tuple[str, ...] | None = None, decode: 
         return 0
     kind = _kind(cfg)
     if not cfg.root:
-        raise UserError(f"dataset {cfg.name} needs dataset.root=/path/to/data "
-                        "(or pick a rendered one: dataset=synth_nyuv2 or dataset=synth_taskonomy)")
+        raise UserError(_needs_root(cfg))
     root = Path(cfg.root).expanduser().absolute()
     try:
         spec = get_dataset(kind)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset.root={cfg.root}: no such folder; set it to the folder holding "
-                                    f"{Path(formats.split_json_path(str(root), kind)).name}")
-        listed = formats.read_split_json(str(root), kind)
+                                    f"{spec.root_holds}")
         names = splits or ("train", cfg.test_split)
-        total = sum(len(listed.get(s, [])) for s in names)
+        listings = {split: spec.list_split(str(root), split) for split in names}
+        total = sum(len(listing.entries) * len(listing.entries[0]) for listing in listings.values())
         found = 0
-        for split in names:
-            if split not in listed:
-                raise ValueError(f"dataset.test_split={split}: the split json has {sorted(listed)}")
-            entries = listed[split]
-            if not entries:
-                raise ValueError(f"split {split!r} of {formats.split_json_path(str(root), kind)} lists no samples")
-            source = f"{formats.split_json_path(str(root), kind)} ({split})"
-            alt = formats.taskonomy_alt_dirs(split) if kind == "taskonomy" else ()
-            step = 1 if split != "train" or total * len(entries[0]) <= CHECK_ALL_FILES else \
-                max(1, total * len(entries[0]) // CHECK_ALL_FILES)
+        for split, listing in listings.items():
+            entries = listing.entries
+            step = 1 if split != "train" or total <= CHECK_ALL_FILES else max(1, total // CHECK_ALL_FILES)
             for entry in entries[::step]:
                 for p in entry:
-                    formats.resolve_listed_path(str(root), p, alt, source)
+                    formats.resolve_listed_path(str(root), p, listing.alt_dirs, listing.source)
                     found += 1
             for entry in entries[:decode] + entries[-decode:]:
-                spec.read(str(root), entry, split, source)
+                spec.read(str(root), entry, split, listing.source)
         if spec.class_weights is not None:
             spec.class_weights(str(root))
     except (FileNotFoundError, ValueError) as err:

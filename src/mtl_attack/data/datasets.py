@@ -1,4 +1,6 @@
-"""Torch datasets over NYUv2 and Tiny-Taskonomy folders (formats: :mod:`mtl_attack.data.formats`).
+"""Torch datasets over NYUv2 (AdaShare's and MTAN's copies) and Tiny-Taskonomy folders.
+
+Formats: :mod:`mtl_attack.data.formats`.
 
 An item is ``{"image": float32 [3,S,S] RGB in [0,1], "targets": {task: tensor},
 "masks": {task: bool [S,S]}}`` with S = input_size; targets are
@@ -18,7 +20,9 @@ Preprocessing follows the authors' loaders (see the formats docstring):
   :func:`train_prescale_factor` (image bilinear, labels nearest), so the crop
   covers the same share of the scene as the paper's 321 crop of a 480-high
   image, and train sees the scale the test resize gives. Never an upscale:
-  S = 321 and the rendered stand-in (stored near S) are unchanged.
+  S = 321 and the rendered stand-in (stored near S) are unchanged. The MTAN
+  copy (288x384, used at its stored scale by LibMTL) is pre-scaled by S/288,
+  so a crop at s = 1 sees the scale of the test resize (288x384 -> S x S).
 - Taskonomy first resizes every map to a square base of round(S*256/224)
   (256 for S = 224), as the authors' fixed 256 pre-resize. The authors use
   nearest for the image in this step; here the image is bilinear throughout.
@@ -47,7 +51,6 @@ SEG = "segment_semantic"
 SCALE_RANGE = (0.5, 1.5)
 NYUV2_STORED_HEIGHT = 480  # pixels; AdaShare's NYUv2 images are 480x640
 NYUV2_PAPER_INPUT = 321  # pixels; the paper's NYUv2 crop and test side
-PRESCALED_KINDS = ("nyuv2",)  # Taskonomy has its own base resize (base_ratio)
 
 
 # --------------------------------------------------------------------------- geometry (pure)
@@ -149,24 +152,28 @@ def augment_sample(
     return pad_crop_sample(image, targets, masks, (crop, crop), (top, left))
 
 
-def train_prescale_factor(stored_height: int, input_size: int) -> float:
-    """Factor (unitless, <= 1) to scale a stored NYUv2 picture by before training augmentation.
+def train_prescale_factor(stored_height: int, input_size: int,
+                          reference: tuple[int, int] = (NYUV2_STORED_HEIGHT, NYUV2_PAPER_INPUT)) -> float:
+    """Factor (unitless, <= 1) to scale a stored picture by before training augmentation.
 
-    ``input_size * 480 / (321 * stored_height)`` (both arguments in pixels),
-    capped at 1. The paper crops 321 from 480-high images; at a smaller input
-    the crop would cover a smaller part of the scene than the test resize of
-    the whole image shows, so the picture is first shrunk by the same ratio
-    (480-high at input 64: 64/321). Never above 1: an upscale would only blur,
-    and pictures stored near the input size (the rendered stand-in) keep their
-    size.
+    ``input_size * H0 / (S0 * stored_height)`` with ``reference`` = (H0, S0),
+    the real data's stored height and its authors' training input (all in
+    pixels; NYUv2: 480 and 321, the MTAN copy: 288 and 288), capped at 1. The
+    paper crops 321 from 480-high images; at a smaller input the crop would
+    cover a smaller part of the scene than the test resize of the whole image
+    shows, so the picture is first shrunk by the same ratio (480-high at input
+    64: 64/321). Never above 1: an upscale would only blur, and pictures
+    stored near the input size (the rendered stand-ins) keep their size.
     """
-    return min(1.0, input_size * NYUV2_STORED_HEIGHT / (NYUV2_PAPER_INPUT * stored_height))
+    h0, s0 = reference
+    return min(1.0, input_size * h0 / (s0 * stored_height))
 
 
-def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_size: int) -> tuple[torch.Tensor, Fields, Fields]:
+def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_size: int,
+                    reference: tuple[int, int] = (NYUV2_STORED_HEIGHT, NYUV2_PAPER_INPUT)) -> tuple[torch.Tensor, Fields, Fields]:
     """Apply :func:`train_prescale_factor` to a sample (image [3,H,W] bilinear, labels nearest); sizes round to nearest."""
     h, w = image.shape[-2:]
-    f = train_prescale_factor(h, input_size)
+    f = train_prescale_factor(h, input_size, reference)
     if f >= 1.0:
         return image, targets, masks
     return resize_sample(image, targets, masks, (max(1, round(h * f)), max(1, round(w * f))))
@@ -176,8 +183,13 @@ def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_s
 
 
 def decoded_to_tensors(decoded: dict[str, np.ndarray], tasks: tuple[str, ...]) -> tuple[torch.Tensor, Fields, Fields]:
-    """Numpy dict from a formats reader -> (image float32 [3,H,W] in [0,1], targets, masks) at the stored size."""
-    image = torch.from_numpy(np.ascontiguousarray(decoded["image"])).permute(2, 0, 1).float().div_(255.0)
+    """Numpy dict from a formats reader -> (image float32 [3,H,W] in [0,1], targets, masks) at the stored size.
+
+    The reader's image is uint8 [H,W,3] (0-255) or float [H,W,3] already in [0,1] (the MTAN copy).
+    """
+    image = torch.from_numpy(np.ascontiguousarray(decoded["image"])).permute(2, 0, 1).float()
+    if decoded["image"].dtype == np.uint8:
+        image = image.div_(255.0)
     seg = torch.from_numpy(decoded["seg"].astype(np.int64))
     targets: Fields = {
         SEG: seg,
@@ -196,20 +208,24 @@ def decoded_to_tensors(decoded: dict[str, np.ndarray], tasks: tuple[str, ...]) -
 
 
 class MultiTaskDataset(Dataset):
-    """NYUv2 or Tiny-Taskonomy split on disk, yielding items in the shared convention (module docstring).
+    """A split on disk of any dataset kind, yielding items in the shared convention (module docstring).
+
+    The kind's listing (:class:`~mtl_attack.data.registry.DatasetSpec` list_split)
+    gives the split's samples: a split json's entries ("nyuv2", "taskonomy") or
+    the numbered files of the split's folders ("nyuv2_mtan").
 
     Args:
-        kind: "nyuv2" or "taskonomy".
-        root: folder holding the split json (and, for Taskonomy, semseg_prior_factor.npy).
-        split: a key of the split json ("train", "test", Taskonomy also "test_small").
-        input_size: side S of the square output; default 321 (NYUv2) / 224 (Taskonomy).
-        augment: training augmentation (NYUv2 pre-scale, random scale, mirror, crop) instead of a resize.
+        kind: a key of :data:`~mtl_attack.data.registry.DATASETS` ("nyuv2", "taskonomy", "nyuv2_mtan").
+        root: folder holding the data (the split json, or MTAN's train/ and val/ folders).
+        split: "train", "test" (Taskonomy also "test_small"; MTAN: "train", "val").
+        input_size: side S of the square output; default the kind's (321 NYUv2, 224 Taskonomy, 288 MTAN).
+        augment: training augmentation (pre-scale, random scale, mirror, crop) instead of a resize.
         seed: makes augmentation reproducible (None: torch's global generator).
         negate_normal_x_on_flip: mirror also negates the normal's x (authors: Taskonomy only).
 
     Attributes: ``tasks`` (task names in the fixed order), ``class_weights``
     (Taskonomy: float32 [17] seg cross-entropy weights from
-    semseg_prior_factor.npy; NYUv2: None).
+    semseg_prior_factor.npy; NYUv2: None), ``source`` (where the list came from).
     """
 
     def __init__(
@@ -224,29 +240,24 @@ class MultiTaskDataset(Dataset):
     ) -> None:
         self.kind = get_dataset(kind)
         root = os.path.abspath(os.path.expanduser(str(root)))
-        json_name = formats.split_json_path(root, kind)
         if not os.path.isdir(root):
             raise FileNotFoundError(
-                f"dataset root {root} does not exist; set dataset.root to the folder holding {os.path.basename(json_name)} (or use a synthetic dataset)"
+                f"dataset root {root} does not exist; set dataset.root to the folder holding {self.kind.root_holds} (or use a synthetic dataset)"
             )
-        splits = formats.read_split_json(root, kind)
-        if split not in splits:
-            raise ValueError(f"split {split!r} is not in {json_name}; it has {sorted(splits)}")
-        if not splits[split]:
-            raise ValueError(f"split {split!r} of {json_name} lists no samples")
+        listing = self.kind.list_split(root, split)
         size = self.kind.default_input_size if input_size is None else input_size
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
         self.root = root
         self.split = split
-        self.entries: list[list[str]] = splits[split]
+        self.entries: list[list[str]] = listing.entries
         self.input_size = int(size)
         self.base_size = None if self.kind.base_ratio is None else int(round(self.input_size * self.kind.base_ratio))
         self.augment = bool(augment)
         self.seed = seed
         self.negate_normal_x_on_flip = bool(negate_normal_x_on_flip)
         self.tasks = self.kind.task_names
-        self.source = f"{json_name} ({split})"
+        self.source = listing.source
         self.class_weights = None if self.kind.class_weights is None else torch.from_numpy(self.kind.class_weights(root))
         self.epoch = 0
 
@@ -258,7 +269,7 @@ class MultiTaskDataset(Dataset):
         self.epoch = int(epoch)
 
     def sample_paths(self, index: int) -> list[str]:
-        """The paths of item ``index`` as listed in the split json."""
+        """The paths of item ``index`` as listed (by the split json or the folder scan)."""
         return list(self.entries[index])
 
     def _rng(self, index: int) -> np.random.Generator:
@@ -275,8 +286,8 @@ class MultiTaskDataset(Dataset):
             image, targets, masks = resize_sample(image, targets, masks, (self.base_size, self.base_size))
         s = self.input_size
         if self.augment:
-            if self.kind.name in PRESCALED_KINDS:
-                image, targets, masks = prescale_sample(image, targets, masks, s)
+            if self.kind.train_prescale is not None:
+                image, targets, masks = prescale_sample(image, targets, masks, s, self.kind.train_prescale)
             image, targets, masks = augment_sample(
                 image, targets, masks, s, self._rng(index), negate_normal_x=self.negate_normal_x_on_flip
             )

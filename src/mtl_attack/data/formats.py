@@ -1,4 +1,4 @@
-"""On-disk formats of NYUv2 (AdaShare's copy) and Tiny-Taskonomy.
+"""On-disk formats of NYUv2 (AdaShare's copy and MTAN's / LibMTL's copy) and Tiny-Taskonomy.
 
 Pure numpy encoders/decoders, writers (atomic, used by the synthetic renderer)
 and validating readers (used by :mod:`mtl_attack.data.datasets`).
@@ -19,6 +19,16 @@ Layout written here (and read from a user's copy of the real data)::
                root/depth_zbuffer/<stem>.png     16-bit, 1/512 m per unit, >= 64500 invalid
                root/keypoints2d/<stem>.png       16-bit, raw/2^16 clipped to [0, 0.005]
                root/edge_texture/<stem>.png      16-bit, raw/2^16 clipped to [0, 0.08]
+    NYUv2 MTAN root/{train,val}/image/<i>.npy   float32 [H,W,3] RGB in [0,1] (288x384 in the public copy)
+    (LibMTL)   root/{train,val}/label/<i>.npy   float [H,W], classes 0-12, -1 = ignored
+               root/{train,val}/depth/<i>.npy   float32 [H,W,1] metres, 0 = invalid
+               root/{train,val}/normal/<i>.npy  float32 [H,W,3] unit vectors, all-zero = invalid
+               (no split json: a split is the numbers i = 0..N-1 found in its four folders,
+               which must hold the same numbers; 795 train / 654 val in the public copy)
+
+Listing a split (:class:`SplitListing`: one path list per sample, and where the
+list came from, named in errors): the json kinds read their split json
+(:func:`list_json_split`), the MTAN kind scans its folders (:func:`list_mtan_split`).
 
 The folder names follow AdaShare's NYUv2 sample copy (img, seg, normal_mask,
 depth) and Taskonomy's task names.
@@ -66,6 +76,15 @@ TreeMTL data/pixel2pixel_loss.py):
   module also drops (near) zero normals there (the same rule as NYUv2).
 - Depth target log(1 + raw) / log(2^16); keypoints raw/2^16 clipped to
   [0, 0.005], edges to [0, 0.08], each mapped linearly onto [-1, 1].
+
+Facts from LibMTL's NYUv2 example (examples/nyu/create_dataset.py and utils.py,
+from MTAN's loader): split "test" reads root/val; item i loads <i>.npy of each
+folder for i in range(number of .npy files in image/); labels -1 are ignored by
+the cross-entropy (ignore_index=-1); a depth pixel is valid where depth != 0 and
+a normal pixel where its channel sum != 0 (this module: where its length is at
+least NORMAL_MIN_NORM, so all-zero is invalid, as in the other formats); images,
+depth and normals are used as stored (no resize; predictions are upsampled to
+288x384). This module maps label -1 to IGNORE_LABEL (255) when decoding.
 """
 
 from __future__ import annotations
@@ -73,6 +92,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -92,6 +113,16 @@ NYUV2_DEPTH_MIN = 3e-5  # metres; at or below means no measurement
 # most half a step, 1/255 after decoding); greys 127 and 128 decode to
 # norm sqrt(3)/255 ~ 0.0068. 0.5 sits far from both.
 NORMAL_MIN_NORM = 0.5
+
+MTAN_SPLITS = ("train", "val")  # the public copy's folders; LibMTL's "test" split reads val/
+MTAN_DIRS = ("image", "label", "depth", "normal")  # the path order of one listed sample
+MTAN_NUM_CLASSES = 13
+MTAN_IGNORE = -1  # the stored label of ignored pixels (decoded to IGNORE_LABEL)
+# Loose bounds that catch another encoding (0-255 images, mean-subtracted images,
+# (n+1)/2*255 normals) without rejecting interpolation or rounding noise of the real copy.
+MTAN_IMAGE_TOL = 0.05  # image values in [-tol, 1 + tol] are clipped into [0, 1]
+MTAN_NORMAL_MAX_NORM = 1.5  # a longer normal vector is not a unit-vector map
+_NUMBERED_NPY = re.compile(r"(0|[1-9][0-9]*)\.npy")
 
 TASKONOMY_JSON = "taskonomy.json"
 TASKONOMY_SPLITS = ("train", "test", "test_small")
@@ -322,6 +353,60 @@ def write_taskonomy_sample(
     return rel
 
 
+def _check_split_name(split: str) -> None:
+    if not isinstance(split, str) or not split or "/" in split or "\\" in split or split in (".", ".."):
+        raise ValueError(f"split {split!r} must be a non-empty folder name without path separators")
+
+
+def write_mtan_sample(
+    root: str,
+    split: str,
+    index: int,
+    image: np.ndarray,
+    label: np.ndarray,
+    depth: np.ndarray,
+    normal: np.ndarray,
+) -> list[str]:
+    """Write sample `index` of folder `split` in MTAN's NYUv2 format; return [image, label, depth, normal] relative to root.
+
+    image float [H,W,3] RGB in [0,1]; label integer or float [H,W], classes 0-12
+    or -1 (ignored); depth float [H,W] (or [H,W,1]) metres, 0 = invalid; normal
+    float [H,W,3] unit vectors, all-zero = invalid. Stored as float32 .npy
+    (label [H,W], depth [H,W,1]).
+    """
+    _check_split_name(split)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"sample index must be an integer >= 0, got {index!r}")
+    image = _check_array("image", image, (None, None, 3), "float")
+    hw = image.shape[:2]
+    label = np.asarray(label)
+    if label.ndim != 2 or not (np.issubdtype(label.dtype, np.integer) or np.issubdtype(label.dtype, np.floating)):
+        raise ValueError(f"label must be a numeric array of shape [?x?], got {label.dtype} {list(label.shape)}")
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    depth = _check_array("depth", depth, (None, None), "float")
+    normal = _check_array("normal", normal, (None, None, 3), "float")
+    _check_same_hw(hw, label=label, depth=depth, normal=normal)
+    if not np.all(np.isfinite(image)) or image.min(initial=0) < 0 or image.max(initial=0) > 1:
+        raise ValueError("image must hold finite values in [0, 1]")
+    bad = (label != MTAN_IGNORE) & ~np.isin(label, np.arange(MTAN_NUM_CLASSES))
+    if bad.any():
+        raise ValueError(f"label holds value {label[bad][0]}; MTAN NYUv2 classes are 0-12 with -1 for ignored")
+    if not np.all(depth >= 0):  # also rejects NaN
+        raise ValueError("depth must be >= 0 metres everywhere (0 = invalid)")
+    rel = [f"{split}/{d}/{int(index)}.npy" for d in MTAN_DIRS]
+    payloads = [
+        _npy_bytes(image.astype(np.float32)),
+        _npy_bytes(label.astype(np.float32)),
+        _npy_bytes(depth.astype(np.float32)[..., None]),
+        _npy_bytes(normal.astype(np.float32)),
+    ]
+    for r, data in zip(rel, payloads):
+        atomic.write_bytes(os.path.join(root, r), data)
+    return rel
+
+
 # Per kind: split json name, required split keys, number of paths per sample.
 _SPLIT_SPEC = {
     "nyuv2": (NYUV2_JSON, NYUV2_SPLITS, 4),
@@ -384,6 +469,87 @@ def read_split_json(root: str, kind: str) -> dict[str, list[list[str]]]:
     for k, v in data.items():
         _check_entries(path, k, v, n_paths)
     return data
+
+
+@dataclass(frozen=True)
+class SplitListing:
+    """The samples of one split.
+
+    entries: per sample, its file paths (relative to root, or absolute) in the
+    order its kind's reader takes them; source: where the list came from, named
+    in errors (a split json and the split, or the scanned split folder);
+    alt_dirs: sub-folders of root also tried for a relative path
+    (:func:`resolve_listed_path`).
+    """
+
+    entries: list[list[str]]
+    source: str
+    alt_dirs: tuple[str, ...] = ()
+
+
+def list_json_split(root: str, kind: str, split: str) -> SplitListing:
+    """The samples of `split` as the split json of `kind` ("nyuv2" or "taskonomy") under root lists them.
+
+    Raises a one-line FileNotFoundError (no json) or ValueError (bad json, unknown or empty split).
+    """
+    splits = read_split_json(root, kind)
+    json_name = split_json_path(root, kind)
+    if split not in splits:
+        raise ValueError(f"split {split!r} is not in {json_name}; it has {sorted(splits)} (set dataset.test_split)")
+    if not splits[split]:
+        raise ValueError(f"split {split!r} of {json_name} lists no samples")
+    alt = taskonomy_alt_dirs(split) if kind == "taskonomy" else ()
+    return SplitListing([list(e) for e in splits[split]], f"{json_name} ({split})", alt)
+
+
+def _numbered(folder: str) -> list[int]:
+    return sorted(int(m.group(1)) for name in os.listdir(folder) if (m := _NUMBERED_NPY.fullmatch(name)))
+
+
+def list_mtan_split(root: str, split: str) -> SplitListing:
+    """The samples of folder `split` of an MTAN NYUv2 root, found by scanning its numbered .npy files.
+
+    Sample i lists [split/image/i.npy, split/label/i.npy, split/depth/i.npy,
+    split/normal/i.npy] (relative to root) for i = 0..N-1. The four folders
+    must hold the same numbers and the numbers must run 0..N-1 (LibMTL reads
+    range(N)); other file names are ignored. Raises a one-line
+    FileNotFoundError (a missing folder or file) or ValueError naming the folder.
+    """
+    _check_split_name(split)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root {root} does not exist; it must hold {' and '.join(MTAN_SPLITS)}/")
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        have = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, MTAN_DIRS[0])))
+        holds = f"it holds split folders {', '.join(have)}" if have else \
+            f"an MTAN NYUv2 root holds {' and '.join(MTAN_SPLITS)}/, each with {', '.join(d + '/' for d in MTAN_DIRS)}"
+        raise FileNotFoundError(f"{folder} does not exist; {holds} (set dataset.test_split to one of them)")
+    numbers = {}
+    for d in MTAN_DIRS:
+        sub = os.path.join(folder, d)
+        if not os.path.isdir(sub):
+            raise FileNotFoundError(f"{sub} does not exist; each split folder of an MTAN NYUv2 root holds "
+                                    f"{', '.join(d + '/' for d in MTAN_DIRS)} of numbered .npy files")
+        numbers[d] = _numbered(sub)
+    first = os.path.join(folder, MTAN_DIRS[0])
+    want = numbers[MTAN_DIRS[0]]
+    if not want:
+        raise ValueError(f"{first} holds no numbered .npy files; expected 0.npy, 1.npy, ...")
+    for d in MTAN_DIRS[1:]:
+        if numbers[d] != want:
+            sub, have = os.path.join(folder, d), set(numbers[d])
+            missing = [i for i in want if i not in have]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise FileNotFoundError(f"{sub} has no {missing[0]}.npy{more}, which {first} holds; "
+                                        "the four folders must hold the same numbers")
+            extra = sorted(have - set(want))
+            raise ValueError(f"{sub} holds {extra[0]}.npy, which {first} lacks; the four folders must hold the same numbers")
+    gap = next((i for i, n in enumerate(want) if n != i), None)
+    if gap is not None:
+        raise FileNotFoundError(f"{first} holds {len(want)} numbered .npy files but no {gap}.npy; "
+                                "the files must be numbered 0..N-1")
+    return SplitListing([[f"{split}/{d}/{i}.npy" for d in MTAN_DIRS] for i in want], folder)
 
 
 def write_semseg_prior(root: str, weights: Sequence[float]) -> str:
@@ -557,3 +723,65 @@ def read_taskonomy_sample(root: str, paths: Sequence[str], split: str | None = N
         "edge_texture": decode_clipped_16bit(ed_raw, EDGES_MAX),
     }
 
+
+def _float_map(path: str, source: str, arr: np.ndarray, channels: int | None, what: str) -> np.ndarray:
+    """Check a float [H,W] (channels None; [H,W,1] is squeezed) or [H,W,channels] array."""
+    if channels is None and arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    ok_shape = arr.ndim == 2 if channels is None else (arr.ndim == 3 and arr.shape[2] == channels)
+    numeric = np.issubdtype(arr.dtype, np.floating) or (what == "label" and np.issubdtype(arr.dtype, np.integer))
+    if not ok_shape or not numeric:
+        want = "HxW" if channels is None else f"HxWx{channels}"
+        raise ValueError(f"{_where(path, source)} holds {arr.dtype} {list(arr.shape)}; expected a float {want} {what}")
+    return arr
+
+
+def read_mtan_sample(root: str, paths: Sequence[str], source: str = "") -> dict[str, np.ndarray]:
+    """Read and validate one MTAN NYUv2 sample listed as [image, label, depth, normal] (.npy files).
+
+    Returns numpy arrays at the stored size H x W (the reader dict of
+    :func:`read_nyuv2_sample`): image float32 [H,W,3] RGB in [0,1]; seg uint8
+    [H,W] (0-12, 255 where the file holds -1); normal float32 [H,W,3] unit
+    vectors (0 where invalid); normal_valid bool [H,W] (length >= NORMAL_MIN_NORM:
+    all-zero and NaN are invalid); depth float32 [H,W] metres (0 where
+    invalid); depth_valid bool [H,W] (depth > 0; NaN is invalid).
+    ``source`` (e.g. "/x/val") is named in errors.
+    """
+    if len(paths) != 4:
+        raise ValueError(f"an MTAN NYUv2 sample lists 4 paths [image, label, depth, normal], got {len(paths)} in {source or 'paths'}")
+    img_p, lab_p, dep_p, nrm_p = (resolve_listed_path(root, p, (), source) for p in paths)
+    image = _float_map(img_p, source, _load_npy(img_p, source), 3, "image in [0, 1]")
+    lo, hi = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if not np.all(np.isfinite(image)) or lo < -MTAN_IMAGE_TOL or hi > 1 + MTAN_IMAGE_TOL:
+        raise ValueError(f"{_where(img_p, source)} holds values in [{lo:g}, {hi:g}]; expected a finite RGB image in [0, 1]")
+    hw = image.shape[:2]
+    label = _float_map(lab_p, source, _load_npy(lab_p, source), None, "label")
+    _check_hw(lab_p, source, label, hw, img_p)
+    bad = (label != MTAN_IGNORE) & ~np.isin(label, np.arange(MTAN_NUM_CLASSES))  # NaN and 2.5 are bad too
+    if bad.any():
+        raise ValueError(f"{_where(lab_p, source)} holds label {label[bad][0]}; expected classes 0-12 and -1 for ignored")
+    seg = np.where(label == MTAN_IGNORE, IGNORE_LABEL, label).astype(np.uint8)
+    depth = _float_map(dep_p, source, _load_npy(dep_p, source), None, "depth map in metres")
+    _check_hw(dep_p, source, depth, hw, img_p)
+    if np.any(depth < 0):
+        raise ValueError(f"{_where(dep_p, source)} holds depth {float(depth.min()):g}; expected metres >= 0 (0 = invalid)")
+    depth_valid = depth > 0  # NaN compares False -> invalid
+    depth = np.where(depth_valid, depth, 0.0).astype(np.float32)
+    raw = _float_map(nrm_p, source, _load_npy(nrm_p, source), 3, "normal map").astype(np.float32)
+    _check_hw(nrm_p, source, raw, hw, img_p)
+    norm = np.linalg.norm(raw, axis=-1)
+    norm = np.where(np.isfinite(norm), norm, 0.0)
+    if norm.max(initial=0) > MTAN_NORMAL_MAX_NORM:
+        raise ValueError(f"{_where(nrm_p, source)} holds a normal of length {float(norm.max()):g}; "
+                         "expected unit vectors (all-zero = invalid)")
+    normal_valid = norm >= NORMAL_MIN_NORM
+    normal = np.zeros_like(raw)
+    normal[normal_valid] = raw[normal_valid] / norm[normal_valid][:, None]
+    return {
+        "image": np.clip(image, 0.0, 1.0).astype(np.float32),
+        "seg": seg,
+        "normal": normal,
+        "normal_valid": normal_valid,
+        "depth": depth,
+        "depth_valid": depth_valid,
+    }

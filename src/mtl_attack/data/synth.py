@@ -21,11 +21,17 @@ per-pixel labels:
   grayscale image) and edge_texture (Sobel gradient magnitude), each clipped
   at a fixed saturation level and mapped to [-1, 1] (-1 = no response).
 
-Scene i of a dataset is rendered from a seed derived from (dataset seed, kind,
-split, i), so a dataset's bytes do not depend on the number of workers.
+Scene i of a dataset is rendered from a seed derived from (dataset seed, scene
+kind, split, i), so a dataset's bytes do not depend on the number of workers.
 `generate_dataset` writes the real on-disk formats (data.formats), so the same
 loader reads rendered and real data; `ensure_synthetic` keeps one copy per
 parameter set in a cache folder.
+
+Formats (:data:`KINDS`) and scenes (:data:`SCENE_KINDS`): "nyuv2_mtan" (MTAN's /
+LibMTL's NYUv2 copy) renders the very scenes of "nyuv2" (same seeds, pixels,
+depth and normals); its labels map the NYU-40 classes onto NYU-13 with
+:data:`NYU40_TO_NYU13`, its test scenes go to the val/ folder and its image is
+the same 8-bit picture stored as float32 /255.
 """
 from __future__ import annotations
 
@@ -44,7 +50,11 @@ from ..cache import build_once, content_key
 __all__ = [
     "RENDERER_VERSION",
     "KINDS",
+    "SCENE_KINDS",
     "NYU40_CLASSES",
+    "NYU13_CLASSES",
+    "NYU40_TO_NYU13",
+    "nyu40_to_nyu13",
     "TASKONOMY_CLASSES",
     "render_scene",
     "generate_dataset",
@@ -56,7 +66,9 @@ __all__ = [
 # Bump whenever rendered bytes change: it is part of the cache key.
 RENDERER_VERSION = 1
 
-KINDS = ("nyuv2", "taskonomy")
+SCENE_KINDS = ("nyuv2", "taskonomy")  # scene families: classes, materials, seeds
+_SCENE_OF = {"nyuv2": "nyuv2", "taskonomy": "taskonomy", "nyuv2_mtan": "nyuv2"}
+KINDS = tuple(_SCENE_OF)  # the on-disk formats the renderer writes (dataset kinds)
 
 # NYU-40 label order as in AdaShare's NYUv2 copy (0-based; 255 is void).
 NYU40_CLASSES = (
@@ -70,7 +82,15 @@ TASKONOMY_CLASSES = (
     "background", "bottle", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv",
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
 )
+# NYUv2's 13 classes in MTAN's label order (0-based; -1 is ignored).
+NYU13_CLASSES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa", "table",
+                 "tv", "wall", "window")
+# NYU-40 id (0-based) -> NYU-13 id (0-based): the standard mapping (ankurhanda/nyuv2-meta-data
+# class13Mapping.mat, 1-based there with 0 = unknown), e.g. door -> wall, blinds and curtain -> window.
+NYU40_TO_NYU13 = np.array([11, 4, 5, 0, 3, 8, 9, 11, 12, 5, 7, 5, 12, 9, 5, 12, 5, 6, 6, 4,
+                           6, 2, 1, 5, 10, 6, 6, 6, 6, 6, 6, 5, 6, 6, 6, 6, 6, 6, 5, 6], np.int64)
 _CLASSES = {"nyuv2": NYU40_CLASSES, "taskonomy": TASKONOMY_CLASSES}
+_FORMAT_CLASSES = {**_CLASSES, "nyuv2_mtan": NYU13_CLASSES}
 
 FOCAL_FRACTION = 0.8  # focal length / image width: ~64 deg horizontal field of view, like a Kinect
 AMBIENT = 0.35
@@ -83,10 +103,17 @@ _KIND_CODE = {"nyuv2": 0, "taskonomy": 1}
 _N_ROOM_MATERIALS = 3  # wall, floor, ceiling; object class c uses material 3 + c
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown synthetic dataset kind {kind!r}; use one of {', '.join(KINDS)}")
+def _check_kind(kind: str, kinds: tuple[str, ...] = KINDS) -> str:
+    if kind not in kinds:
+        raise ValueError(f"unknown synthetic dataset kind {kind!r}; use one of {', '.join(kinds)}")
     return kind
+
+
+def nyu40_to_nyu13(seg: np.ndarray) -> np.ndarray:
+    """NYU-40 class ids uint8 [H,W] (0-39, 255 void) -> MTAN labels float32 [H,W] (0-12, -1 ignored)."""
+    table = np.full(256, -1.0, np.float32)
+    table[: len(NYU40_TO_NYU13)] = NYU40_TO_NYU13
+    return table[np.asarray(seg, np.uint8)]
 
 
 def _cls(kind: str, name: str) -> int:
@@ -139,7 +166,7 @@ def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
 
 
-_MATERIALS = {k: _make_materials(k) for k in KINDS}
+_MATERIALS = {k: _make_materials(k) for k in SCENE_KINDS}
 # Pseudo-noise: a few fixed plane waves (cheap, smooth, deterministic).
 _NOISE_W = np.random.default_rng(7).normal(size=(4, 3)) * 1.7
 _NOISE_PHASE = np.random.default_rng(8).uniform(0, 2 * np.pi, 4)
@@ -644,8 +671,9 @@ def render_scene(rng_or_seed, height: int, width: int, kind: str) -> dict[str, n
     camera (0 where invalid); normal_valid bool [H,W] (NYUv2: = depth_valid;
     Taskonomy: all True); seg uint8 [H,W] class ids; intrinsics float64 [3,3];
     and for kind "taskonomy" keypoints2d and edge_texture float32 [H,W] in [-1,1].
+    kind is a scene kind (:data:`SCENE_KINDS`).
     """
-    _check_kind(kind)
+    _check_kind(kind, SCENE_KINDS)
     if int(height) < 4 or int(width) < 4:
         raise ValueError(f"render size {height}x{width} is too small; use at least 4x4 pixels")
     height, width = int(height), int(width)
@@ -747,14 +775,18 @@ def render_scene(rng_or_seed, height: int, width: int, kind: str) -> dict[str, n
 
 # ----------------------------------------------------------------------------- datasets on disk
 def scene_seed(seed: int, kind: str, split: str, index: int) -> np.random.SeedSequence:
-    """The seed of scene `index` of `split` in a dataset made with `seed`.
+    """The seed of scene `index` of `split` in a dataset of format `kind` made with `seed`.
 
-    Depends only on these four values, so any worker can render any scene.
+    Depends only on these four values, so any worker can render any scene;
+    formats of one scene kind share their scenes (nyuv2_mtan's are nyuv2's).
     """
     _check_kind(kind)
     if split not in _SPLIT_CODE:
         raise ValueError(f"unknown split {split!r}; use train or test")
-    return np.random.SeedSequence([int(seed), _KIND_CODE[kind], _SPLIT_CODE[split], int(index)])
+    return np.random.SeedSequence([int(seed), _KIND_CODE[_SCENE_OF[kind]], _SPLIT_CODE[split], int(index)])
+
+
+_MTAN_FOLDER = {"train": "train", "test": "val"}  # the MTAN copy's test split is its val/ folder
 
 
 def _stem(split: str, index: int) -> str:
@@ -765,8 +797,15 @@ def _render_and_write(job: tuple) -> tuple[str, int, list[str], np.ndarray]:
     root, kind, split, index, height, width, seed = job
     from . import formats  # imported here: workers need it, importing this module must not
 
-    out = render_scene(scene_seed(seed, kind, split, index), height, width, kind)
+    out = render_scene(scene_seed(seed, kind, split, index), height, width, _SCENE_OF[kind])
     stem = _stem(split, index)
+    if kind == "nyuv2_mtan":
+        label = nyu40_to_nyu13(out["seg"])
+        paths = formats.write_mtan_sample(
+            str(root), _MTAN_FOLDER[split], index, out["rgb"].astype(np.float32) / 255.0, label, out["depth"],
+            out["normal"])
+        hist = np.bincount(label[label >= 0].astype(np.int64), minlength=len(NYU13_CLASSES))
+        return split, index, paths, hist
     if kind == "nyuv2":
         paths = formats.write_nyuv2_sample(
             str(root), stem, out["rgb"], out["seg"], out["normal"], out["normal_valid"], out["depth"])
@@ -816,7 +855,8 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     writers, the split json (Taskonomy: also `test_small`, the first
     n_test_small test scenes, default max(1, n_test // 5), and
     semseg_prior_factor.npy with median-frequency weights of the training
-    pixels), and synthetic.json describing the parameters. Scene i of a split
+    pixels; nyuv2_mtan: no json, the test scenes go to val/), and
+    synthetic.json describing the parameters. Scene i of a split
     depends only on (seed, kind, split, i): the bytes do not depend on
     `workers` (processes; default: the usable CPUs, at most 8; 0 or 1 renders
     in this process). Returns root.
@@ -838,7 +878,7 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     jobs = [(str(root), kind, split, i, int(height), int(width), int(seed))
             for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
     paths: dict[str, list] = {"train": [None] * n_train, "test": [None] * n_test}
-    counts = np.zeros(len(_CLASSES[kind]), np.int64)
+    counts = np.zeros(len(_FORMAT_CLASSES[kind]), np.int64)
     workers = _default_workers() if workers is None else int(workers)
     workers = min(workers, max(1, len(jobs) // 8))  # tiny datasets: a pool costs more than it saves
     if workers > 1 and not sys.platform.startswith("linux") and not _main_importable():
@@ -865,10 +905,11 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     if kind == "taskonomy":
         splits["test_small"] = paths["test"][:n_test_small]
         formats.write_semseg_prior(str(root), class_weights(counts).tolist())
-    formats.write_split_json(str(root), kind, splits)
+    if kind != "nyuv2_mtan":  # the MTAN format lists a split by its numbered files
+        formats.write_split_json(str(root), kind, splits)
     meta = {"renderer_version": RENDERER_VERSION, "kind": kind, "n_train": int(n_train), "n_test": int(n_test),
             "n_test_small": int(n_test_small) if kind == "taskonomy" else None, "height": int(height),
-            "width": int(width), "seed": int(seed), "classes": list(_CLASSES[kind]),
+            "width": int(width), "seed": int(seed), "classes": list(_FORMAT_CLASSES[kind]),
             "train_pixels_per_class": counts.tolist()}
     atomic.write_text(root / "synthetic.json", json.dumps(meta, indent=1))
     return root
@@ -950,8 +991,8 @@ def _display_sample(item) -> dict[str, np.ndarray]:
             if task in tg:
                 out[task] = tg[task][0]
         return out
-    rgb = item["rgb"] if "rgb" in item else item["image"]
-    out = {"rgb": np.asarray(rgb, dtype=np.float32) / 255.0}
+    rgb = np.asarray(item["rgb"] if "rgb" in item else item["image"])
+    out = {"rgb": rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)}  # MTAN: float
     for key in ("seg", "normal", "normal_valid", "depth", "depth_valid", "keypoints2d", "edge_texture"):
         if key in item:
             out[key] = np.asarray(item[key])
@@ -994,10 +1035,10 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
     per-class palette (void black), normal as (n+1)/2 (invalid black), depth
     per image with viridis (invalid black), keypoints/edges gray from -1 to 1.
     """
-    if isinstance(root_or_samples, str) and root_or_samples in KINDS:
+    if isinstance(root_or_samples, str) and root_or_samples in SCENE_KINDS:
         root_or_samples = [root_or_samples]
     if isinstance(root_or_samples, (list, tuple)) and root_or_samples and all(
-            isinstance(k, str) and k in KINDS for k in root_or_samples):
+            isinstance(k, str) and k in SCENE_KINDS for k in root_or_samples):
         samples = [render_scene(i, size[0], size[1], k) for k in root_or_samples for i in range(n)]
     elif isinstance(root_or_samples, (str, os.PathLike)):
         samples = _read_root_samples(Path(root_or_samples), n)
@@ -1046,8 +1087,11 @@ def _read_root_samples(root: Path, n: int) -> list[dict]:
         kind, read = "nyuv2", lambda p: formats.read_nyuv2_sample(str(root), p)
     elif (root / formats.TASKONOMY_JSON).is_file():
         kind, read = "taskonomy", lambda p: formats.read_taskonomy_sample(str(root), p, split="test")
+    elif (root / "val" / formats.MTAN_DIRS[0]).is_dir():
+        entries = formats.list_mtan_split(str(root), "val").entries[:n]
+        return [formats.read_mtan_sample(str(root), e) for e in entries]
     else:
-        raise FileNotFoundError(
-            f"{root} holds neither {formats.NYUV2_JSON} nor {formats.TASKONOMY_JSON}; pass a dataset folder")
+        raise FileNotFoundError(f"{root} holds neither {formats.NYUV2_JSON}, {formats.TASKONOMY_JSON} nor "
+                                "val/image/; pass a dataset folder")
     entries = formats.read_split_json(str(root), kind)["test"][:n]
     return [read(e) for e in entries]

@@ -33,37 +33,11 @@ from .backbones import (
     paper_module_params,
 )
 from .heads import DEFAULT_HEAD_WIDTH, ASPPHead, init_head_
+from .inputs import CAFFE_BGR_MEAN, NORMALIZATIONS, InputNormalizer  # noqa: F401 (re-exported)
 
-NORMALIZATIONS: tuple[str, ...] = ("caffe_bgr", "none")
-# BGR channel means of the authors' models (Caffe DeepLab), in 0-255 pixel units.
-CAFFE_BGR_MEAN: tuple[float, float, float] = (104.00698793, 116.66876762, 122.67891434)
 INIT_FORMAT = 1
 
 TaskSet = tuple[int, ...]
-
-
-class InputNormalizer(nn.Module):
-    """Maps RGB images in [0, 1] to the model's input space, [B, 3, H, W] -> [B, 3, H, W].
-
-    "caffe_bgr": x * 255, RGB -> BGR, minus CAFFE_BGR_MEAN (no std), as the authors' models.
-    "none": identity.
-    """
-
-    def __init__(self, mode: str = "caffe_bgr"):
-        super().__init__()
-        if mode not in NORMALIZATIONS:
-            raise ValueError(f"unknown input normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}")
-        self.mode = mode
-        # Not persistent: it is a constant, not a weight, and must not enter checkpoints.
-        self.register_buffer("mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "none":
-            return x
-        return x.flip(1) * 255.0 - self.mean
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}"
 
 
 def layout_points(layout_or_points: Any, num_tasks: int, num_points: int = NUM_BLOCKS) -> list[list[TaskSet]]:

@@ -1,0 +1,1 @@
+"""Models written with other packages, attacked through `model=custom` (see examples/README.md)."""
