@@ -642,7 +642,10 @@ def test_unknown_optimizer_fails_at_merge_naming_choices():
 
 def test_presets_are_in_the_config_store_and_build():
     presets = preset_configs()
-    assert len(presets) == 50 and "dgba_apgd" in presets and "single_segment_semantic_apgd" in presets
+    # 5 optimizers x (5 objectives + Single-x for 3 NYUv2 + 2 more Taskonomy tasks), and the ensemble.
+    assert len(presets) == 51 and "dgba_apgd" in presets and "single_segment_semantic_apgd" in presets
+    assert presets["ensemble"] == {"optimizer": "ensemble", "objective": "dgba", "target_task": None,
+                                   "apgd_start": "reference", "restarts": 2}
     assert not (Path(__file__).resolve().parents[1] / "conf" / "attack").exists()  # one table, no YAML copies
     import mtl_attack.config  # noqa: F401  (registers the presets)
 
@@ -658,10 +661,10 @@ def test_presets_are_in_the_config_store_and_build():
             calls.append(kwargs)
 
     register_presets(Recorder(), ["seg"])
-    assert len(calls) == 30 and {c["group"] for c in calls} == {"attack"}
+    assert len(calls) == 31 and {c["group"] for c in calls} == {"attack"}
     # Single-x presets follow the task names they are given; the rest do not depend on them.
     mine = preset_configs(["seg", "depth"])
-    assert len(mine) == 5 * (5 + 2) and mine["single_seg_pgd"]["target_task"] == "seg"
+    assert len(mine) == 5 * (5 + 2) + 1 and mine["single_seg_pgd"]["target_task"] == "seg"
     assert {k: v for k, v in mine.items() if not k.startswith("single_")} == \
         {k: v for k, v in presets.items() if not k.startswith("single_")}
     schema = OmegaConf.structured(AttackConfig)
@@ -670,6 +673,10 @@ def test_presets_are_in_the_config_store_and_build():
         if fields["objective"] == "weightedtotal":
             cfg.weights = dict(WEIGHTS)
         attack = build_attack_from_config(cfg, 4 / 255)
+        if name == "ensemble":
+            assert [n for n, _ in attack.members(["seg", "depth"])] == [
+                "dgba_apgd", "total_apgd", "single_seg_apgd", "single_depth_apgd"]
+            continue
         assert attack.optimizer.name == fields["optimizer"] and attack.objective.name == fields["objective"]
         assert attack.steps == 10 and not attack.random_start
 

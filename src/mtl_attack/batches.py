@@ -10,7 +10,7 @@ import inspect
 
 import torch
 
-__all__ = ["to_device", "attack_inputs", "check_adversarial", "out_of_memory_hint"]
+__all__ = ["to_device", "attack_inputs", "TaskLoss", "check_adversarial", "out_of_memory_hint"]
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -22,14 +22,50 @@ def to_device(batch: dict, device: torch.device) -> dict:
     }
 
 
+class TaskLoss:
+    """A task's loss in the attack API's shape: ``loss(output, (target, mask)) -> [B]``.
+
+    It also knows the task's kind, so an attack can swap in a harder loss of the same
+    task (:meth:`harder`; the attacks' ``seg_loss`` and ``regression_loss`` options).
+    """
+
+    def __init__(self, task):
+        self.task = task
+        self.kind = task.meter().kind
+
+    def __call__(self, output, target_mask):
+        return self.task.loss(output, target_mask[0], target_mask[1])
+
+    def harder(self, name: str) -> "ProgressLoss | TaskLoss":
+        """The task's attack loss called ``name`` (docs/attack_losses.md), or itself for the plain one."""
+        from .attacks.dense_losses import REGRESSION_KINDS, attack_loss
+
+        if name in ("ce", "plain") or (self.kind != "segmentation" and self.kind not in REGRESSION_KINDS):
+            return self
+        return ProgressLoss(attack_loss(self.kind, name, getattr(self.task.loss, "class_weights", None)), name)
+
+
+class ProgressLoss:
+    """``fn(pred, target, mask, progress)`` in the attack API's shape; the attack passes
+    progress = k / steps at its k-th gradient pass (SegPGD's schedule)."""
+
+    uses_progress = True
+
+    def __init__(self, fn, name: str):
+        self.fn, self.name = fn, name
+
+    def __call__(self, output, target_mask, progress: float = 0.0):
+        return self.fn(output, target_mask[0], target_mask[1], progress)
+
+
 def attack_inputs(batch: dict, tasks) -> tuple[dict, dict]:
     """Targets and loss functions in the attack API's shape.
 
     The attack treats targets as opaque: each is a (target, mask) pair, and each
-    loss function unpacks it for its Task.loss -> per-sample loss [B].
+    loss (a :class:`TaskLoss`) unpacks it for its Task.loss -> per-sample loss [B].
     """
     targets = {t.name: (batch["targets"][t.name], batch["masks"][t.name]) for t in tasks}
-    losses = {t.name: (lambda out, tm, t=t: t.loss(out, tm[0], tm[1])) for t in tasks}
+    losses = {t.name: TaskLoss(t) for t in tasks}
     return targets, losses
 
 

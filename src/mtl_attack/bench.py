@@ -39,7 +39,8 @@ import torch
 
 from .attacks import build_attack
 from .attacks.attack import as_precision, compile_model, eval_mode, execution
-from .attacks.config import OptimizerName, Precision
+from .attacks.build import OPTIMIZERS
+from .attacks.config import Precision
 from .batches import attack_inputs
 from .config import eps_to_unit
 from .data.registry import get_tasks
@@ -73,7 +74,7 @@ class BenchSpec:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "tf32", "bf16"])
     channels_last: list[bool] = field(default_factory=lambda: [False, True])
     compile: list[bool] = field(default_factory=lambda: [False, True])
-    optimizers: list[str] = field(default_factory=lambda: [o.value for o in OptimizerName])
+    optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
     steps: int = 10
     repeats: int = 3
     warmup: int = 1
@@ -93,7 +94,7 @@ class BenchSpec:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
         for p in self.precisions:
             as_precision(p)
-        known = [o.value for o in OptimizerName]
+        known = list(OPTIMIZERS)
         bad = [o for o in self.optimizers if o not in known]
         if bad:
             raise ValueError(f"unknown optimizers {bad}; choose from {known}")

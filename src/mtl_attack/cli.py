@@ -78,6 +78,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from .report.robustness import write_robustness
+
+    written = write_robustness(args.paths, args.out)
+    print(written[0].read_text(encoding="utf-8"))
+    for path in written:
+        print(path)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchSpec, arp_check, format_table, run_bench, write_json
 
@@ -112,13 +122,14 @@ def _cmd_check_default(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .attacks.config import OptimizerName, Precision
+    from .attacks.build import OPTIMIZERS
+    from .attacks.config import Precision
     from .config import BackboneName
     from .data.registry import DATASETS, dataset_config_names
 
     kinds = list(DATASETS)
     backbones = [b.value for b in BackboneName]
-    optimizers = [o.value for o in OptimizerName]
+    optimizers = list(OPTIMIZERS)
     precisions = [p.value for p in Precision]
     parser = argparse.ArgumentParser(prog="mtl-attack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output folder (default: <first folder>/report)")
     rep.add_argument("--eps", type=float, help="the eps (pixel units) for the tables when results hold several")
     rep.set_defaults(func=_cmd_report)
+
+    rob = sub.add_parser("robustness", help="RobustBench-style summary of models from ensemble sweeps "
+                                            "(ARP vs eps with intervals, strongest single attack)")
+    rob.add_argument("paths", nargs="+", help="sweep folders or record.json files of attack=ensemble jobs")
+    rob.add_argument("--out", help="output folder (default: <first path>/robustness)")
+    rob.set_defaults(func=_cmd_robustness)
 
     chk = sub.add_parser("check-default", help="time the default job cold and cached, and compare its "
                                                "metrics and ARP with the miniature's targets")

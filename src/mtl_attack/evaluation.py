@@ -24,7 +24,10 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     "image_stats": {"clean": {task: per-image statistics}, "attacked": same or None} (each
     statistic ``[N, ...]`` over the split's N images in order, :class:`mtl_attack.tasks.Meter`),
     "examples": up to keep_examples (clean, adversarial) image pairs [3,H,W] on the CPU,
-    "timings": {"attack_s": seconds spent inside the attack}}.
+    "timings": {"attack_s": seconds spent inside the attack}}. With an ensemble attack
+    (``attack.is_ensemble``) also "members": {"names": [...], "winner": int [N] member kept
+    per image, "metrics": {member: {task: {metric: value}}}, "image_stats": {member: {task:
+    statistics}}}, each member scored on its own adversarial images of the same N images.
     """
     from .progress import progress as progress_bar
 
@@ -34,6 +37,9 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     attacked = {t.name: t.meter() for t in tasks} if attack is not None else None
     examples: list[tuple[torch.Tensor, torch.Tensor]] = []
     attack_s = 0.0
+    ensemble = attack is not None and getattr(attack, "is_ensemble", False)
+    members: dict = {}
+    winners: list[torch.Tensor] = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for raw in progress_bar(loader, desc="attack" if attack else "eval", enabled=progress, unit="batch"):
         batch = to_device(raw, device)
@@ -46,7 +52,10 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
             continue
         targets, losses = attack_inputs(batch, tasks)
         t0 = time.perf_counter()
-        x_adv = attack(attacked_model, x, targets, losses)
+        if ensemble:
+            x_adv, info = attack(attacked_model, x, targets, losses, return_info=True)
+        else:
+            x_adv = attack(attacked_model, x, targets, losses)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         attack_s += time.perf_counter() - t0
@@ -55,9 +64,17 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
             out_adv = model(x_adv)
         for t in tasks:
             attacked[t.name].update(out_adv[t.name], batch["targets"][t.name], batch["masks"][t.name])
+        if ensemble:
+            winners.append(info["winner"].cpu())
+            for name, x_member in zip(info["members"], info["candidates"]):
+                meters = members.setdefault(name, {t.name: t.meter() for t in tasks})
+                with torch.no_grad():
+                    out_member = model(x_member)
+                for t in tasks:
+                    meters[t.name].update(out_member[t.name], batch["targets"][t.name], batch["masks"][t.name])
         for i in range(min(keep_examples - len(examples), x.shape[0])):
             examples.append((x[i].cpu(), x_adv[i].detach().cpu()))
-    return {
+    result = {
         "clean": {k: m.compute() for k, m in clean.items()},
         "attacked": {k: m.compute() for k, m in attacked.items()} if attacked is not None else None,
         "image_stats": {"clean": {k: m.image_stats() for k, m in clean.items()},
@@ -66,3 +83,9 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
         "examples": examples,
         "timings": {"attack_s": attack_s},
     }
+    if ensemble:
+        result["members"] = {
+            "names": list(members), "winner": torch.cat(winners).numpy() if winners else None,
+            "metrics": {n: {k: m.compute() for k, m in ms.items()} for n, ms in members.items()},
+            "image_stats": {n: {k: m.image_stats() for k, m in ms.items()} for n, ms in members.items()}}
+    return result

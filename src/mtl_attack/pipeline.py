@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import atomic, records, stats
 from .attacks import build_attack_from_config
+from .attacks.presets import ENSEMBLE
 from .baselines import ConstantModel, constant_predictions
 from .config import eps_to_unit
 from .evaluation import evaluate
@@ -30,6 +31,7 @@ from .preflight import Checked, preflight
 from .scores import arp, below_trivial
 from .tasks import SCORERS
 from .training import adversarial_settings
+from .worst_case import MEMBER_PREFIX, ensemble_entry
 
 
 @dataclass
@@ -104,6 +106,8 @@ def attack_name(cfg: DictConfig) -> str:
     """The attack's preset-style name, e.g. dgba_apgd or single_normal_pgd."""
     a = cfg.attack
     opt, obj = a.optimizer.value, a.objective.value
+    if opt == ENSEMBLE:
+        return ENSEMBLE
     return f"single_{a.target_task}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
 
 
@@ -150,10 +154,15 @@ class JobResult:
 
 
 def _attack_entry(cfg: DictConfig, attack, tasks) -> dict:
+    """The record's "attack": names, eps in both units, and the loss each task's attack maximised."""
     a = cfg.attack
-    return {"name": attack_name(cfg), "optimizer": a.optimizer.value, "objective": a.objective.value,
+    ensemble = getattr(attack, "is_ensemble", False)
+    maximised = attack.members([t.name for t in tasks])[0][1] if ensemble else attack
+    return {"name": attack_name(cfg), "optimizer": a.optimizer.value,
+            "objective": ENSEMBLE if ensemble else a.objective.value,
             "eps": float(cfg.eps), "eps_01": attack.eps, "steps": a.steps, "target_task": a.target_task,
-            "weights": ":".join(f"{a.weights[t.name]:g}" for t in tasks) if a.weights else None}
+            "weights": ":".join(f"{a.weights[t.name]:g}" for t in tasks) if a.weights else None,
+            "losses": {t.name: maximised.loss_name(t.meter().kind) for t in tasks}}
 
 
 def _width_text(model: dict) -> str:
@@ -233,9 +242,17 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True, checke
     fields["below_trivial"] = below_trivial(result["clean"], trivial, tasks)
     t0 = time.perf_counter()
     fields["stats"] = _stats_entry(result["image_stats"], tasks, overall, per_task)
+    image_stats = result["image_stats"]
+    if "members" in result:
+        members = result["members"]
+        fields["ensemble"] = ensemble_entry(
+            members["names"], members["winner"], image_stats["clean"], image_stats["attacked"],
+            members["image_stats"], {t.name: SCORERS[t.meter().kind] for t in tasks}, fields["directions"],
+            cfg.attack.ensemble_criterion.value)
+        image_stats = {**image_stats, **{f"{MEMBER_PREFIX}{n}": s for n, s in members["image_stats"].items()}}
     timings["stats_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
-    return JobResult(fields, tasks, result["examples"], attack.eps, result["image_stats"])
+    return JobResult(fields, tasks, result["examples"], attack.eps, image_stats)
 
 
 def _stats_entry(image_stats: dict, tasks, overall: float, per_task: dict) -> dict:

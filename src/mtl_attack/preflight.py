@@ -148,7 +148,9 @@ def _check_attack(cfg: DictConfig, names: list) -> None:
         a = a.copy()  # the job grid-searches the weights; any valid ones check the rest
         a.weights = {n: 1.0 for n in names}
     try:
-        build_attack_from_config(a, eps=eps_to_unit(cfg.eps))
+        attack = build_attack_from_config(a, eps=eps_to_unit(cfg.eps))
+        if getattr(attack, "is_ensemble", False):
+            attack.members(names)  # every member named and buildable for these tasks
     except ValueError as err:
         raise as_user_error("attack", err) from None
 

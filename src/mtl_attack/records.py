@@ -170,7 +170,10 @@ def flatten(record: dict) -> dict:
     attacked_<task>_<metric>, higher_<task>_<metric> (True when higher is better, from the
     record's directions), below_trivial (the tasks on which the clean model is no better than
     the trivial predictor, ";"-joined) and below_trivial_<task> (those metrics, ","-joined),
-    params_paper_M, attack_s, total_s.
+    params_paper_M, attack_s, total_s. Ensemble jobs add, per member m: member_arp_<m> with
+    member_arp_<m>_lo/_hi (its ARP on the same images), ensemble_minus_<m> with _lo/_hi (the
+    paired interval), member_wins_<m> (images kept from it); and ensemble_strongest,
+    ensemble_disagree_images (fraction), ensemble_below_strongest.
     """
     cfg = record.get("config", {})
     att = record.get("attack", {})
@@ -231,6 +234,17 @@ def flatten(record: dict) -> dict:
         row["below_trivial"] = ";".join(t for t, metrics in below.items() if metrics)
         for task, metrics in below.items():
             row[f"below_trivial_{task}"] = ",".join(metrics)
+    ensemble = record.get("ensemble")
+    if ensemble:
+        for m in ensemble["members"]:
+            row[f"member_arp_{m}"], row[f"member_arp_{m}_lo"], row[f"member_arp_{m}_hi"] = \
+                ensemble["arp"][m]["overall"]
+            row[f"ensemble_minus_{m}"], row[f"ensemble_minus_{m}_lo"], row[f"ensemble_minus_{m}_hi"] = \
+                ensemble["difference"][m]
+            row[f"member_wins_{m}"] = ensemble["wins"][m]
+        row["ensemble_strongest"] = ensemble["strongest_member"]
+        row["ensemble_disagree_images"] = ensemble["disagreement"]["per_image"]
+        row["ensemble_below_strongest"] = ensemble["disagreement"]["dataset"]
     for name, value in (record.get("timings") or {}).items():
         row[name] = value
     return row

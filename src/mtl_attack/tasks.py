@@ -674,6 +674,7 @@ def _seg_loss_fn(class_weights: torch.Tensor | None):
     def loss(pred, target, mask=None):
         return segmentation_loss(pred, target, mask, class_weights)
 
+    loss.class_weights = class_weights  # an attack's harder loss of this task keeps the weights
     return loss
 
 

@@ -173,7 +173,7 @@ def _training_attack(adv: dict, task_names: list[str]):
     if preset["target_task"] is not None and preset["target_task"] not in task_names:
         raise ValueError(f"train.adversarial.attack={adv['attack']!r} attacks {preset['target_task']}, "
                          f"which is not a task here; choose single_<task> with a task of {task_names}")
-    options = {"target_task": preset["target_task"]} if preset["target_task"] else {}
+    options = {k: v for k, v in preset.items() if k not in ("optimizer", "objective") and v is not None}
     early_stop = EarlyStop(tau=adv["fat_tau"], threshold=adv["fat_threshold"]) if adv["fat"] else None
     return build_attack(preset["optimizer"], preset["objective"], eps=eps_to_unit(adv["eps"]), steps=adv["steps"],
                         early_stop=early_stop, **options)

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from .modes import Precision
+from .modes import Precision, RegressionLoss, SegLoss
 from .objectives import Objective
 from .optimizers import Optimizer
 from .problem import AttackProblem, monitor_value
@@ -211,13 +211,17 @@ class MultiTaskAttack:
     fraction of eps (None = the optimizer's default). random_start: None = the
     optimizer's default. restarts: runs from new random starts, keeping the
     per-sample best by the relative loss increase summed over the attacked
-    tasks. seed: seeds the random starts (None: not reproducible).
+    tasks. seed: seeds the random starts (None: not reproducible). seg_loss,
+    regression_loss: what is maximised per task kind instead of the task's own loss
+    (docs/attack_losses.md); they need the project's task losses
+    (:func:`mtl_attack.batches.attack_inputs`), whose kind they read.
     """
 
     def __init__(self, optimizer: Optimizer, objective: Objective, eps: float, steps: int = 10,
                  rel_stepsize: float | None = None, random_start: bool | None = None,
                  restarts: int = 1, seed: int | None = 0, precision: Precision | str = Precision.fp32,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool = False,
+                 seg_loss: SegLoss | str = SegLoss.ce, regression_loss: RegressionLoss | str = RegressionLoss.plain):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         if rel_stepsize is not None and not (rel_stepsize > 0 and math.isfinite(rel_stepsize)):
@@ -239,6 +243,9 @@ class MultiTaskAttack:
         self.precision = as_precision(precision)
         self.channels_last = bool(channels_last)
         self.compile = bool(compile)
+        self.seg_loss = SegLoss(seg_loss.value if isinstance(seg_loss, SegLoss) else seg_loss)
+        self.regression_loss = RegressionLoss(regression_loss.value if isinstance(regression_loss, RegressionLoss)
+                                              else regression_loss)
         # (weakref to the model, what to call for it): torch.compile runs once per model.
         self._compiled: tuple[weakref.ref, Callable] | None = None
 
@@ -249,6 +256,8 @@ class MultiTaskAttack:
 
     def _speed_repr(self) -> str:
         parts = [f", precision={self.precision.value}"] if self.precision is not Precision.fp32 else []
+        parts += [f", seg_loss={self.seg_loss.value}"] * (self.seg_loss is not SegLoss.ce)
+        parts += [f", regression_loss={self.regression_loss.value}"] * (self.regression_loss is not RegressionLoss.plain)
         parts += [", channels_last=True"] * self.channels_last + [", compile=True"] * self.compile
         return "".join(parts)
 
@@ -276,6 +285,28 @@ class MultiTaskAttack:
                           "running eagerly", RuntimeWarning, stacklevel=3)
         self._compiled = (weakref.ref(model), net)
         return net
+
+    def maximised_losses(self, losses: Mapping[str, Callable]) -> dict[str, Callable]:
+        """The losses this attack maximises: ``losses`` with the seg_loss / regression_loss
+        choice swapped in for each task whose kind has it (others keep their own)."""
+        if self.seg_loss is SegLoss.ce and self.regression_loss is RegressionLoss.plain:
+            return dict(losses)
+        out = {}
+        for task, fn in losses.items():
+            if not hasattr(fn, "harder"):
+                raise ValueError(f"seg_loss={self.seg_loss.value} / regression_loss={self.regression_loss.value} "
+                                 f"need the project's task losses (mtl_attack.batches.attack_inputs); the loss "
+                                 f"of task {task!r} is a plain function")
+            out[task] = fn.harder(self.loss_name(fn.kind))
+        return out
+
+    def loss_name(self, kind: str) -> str:
+        """The name of the loss this attack maximises for a task of meter kind ``kind``."""
+        from .dense_losses import REGRESSION_KINDS
+
+        if kind == "segmentation":
+            return self.seg_loss.value
+        return self.regression_loss.value if kind in REGRESSION_KINDS else RegressionLoss.plain.value
 
     @property
     def step_size_rel(self) -> float:
@@ -317,10 +348,11 @@ class MultiTaskAttack:
 
     def _run(self, forward, images, targets, losses, eps, step, generator):
         """The restarts loop, with ``forward`` as the model; returns (x_adv, runs)."""
-        problem = AttackProblem(forward, images, targets, losses, eps)
+        problem = AttackProblem(forward, images, targets, self.maximised_losses(losses), eps, self.steps)
         tasks = self.objective.attacked_tasks(problem.tasks)
         best_x, best_score, runs = None, None, []
         for _ in range(self.restarts):
+            problem.begin_run()
             x0 = problem.random_start(generator) if self.random_start else problem.clean
             x_run, run_info = self.optimizer.run(problem, self.objective, x0, step, self.steps)
             runs.append(run_info)

@@ -17,6 +17,7 @@ from .apgd import APGD
 from .attack import MultiTaskAttack
 from .config import AttackConfig, OptimizerName
 from .early_stop import EarlyStop, EarlyStoppedPGD
+from .ensemble import EnsembleAttack
 from .objectives import OBJECTIVES
 from .optimizers import FGSM, MIM, PGD, Optimizer
 from .saga import SAGA
@@ -67,19 +68,21 @@ def build_attack(optimizer: str, objective: str, eps: float, steps: int = 10, *,
                  early_stop: EarlyStop | None = None, **options: Any) -> MultiTaskAttack:
     """An attack from names, without Hydra.
 
-    optimizer: fgsm | pgd | mim | apgd | saga; objective: single | total |
-    signtotal | weightedtotal | wgd | dgba; eps in [0,1] image units (kept as
+    optimizer: fgsm | pgd | mim | apgd | saga, or ensemble (the per-image worst case over
+    ``members``, :class:`~.ensemble.EnsembleAttack`; objective is then ignored); objective:
+    single | total | signtotal | weightedtotal | wgd | dgba; eps in [0,1] image units (kept as
     ``attack.eps``); options are the other :class:`AttackConfig` fields (target_task,
     a task name of the model's outputs, rel_stepsize, random_start, restarts, seed,
     fused, mim_decay, apgd_*, saga_*, wgd_variant, weights, precision, channels_last,
-    compile). early_stop (optimizer pgd only): FAT's per-sample stopping rule
+    compile, seg_loss, regression_loss, members, ensemble_criterion). early_stop (optimizer pgd only): FAT's per-sample stopping rule
     (:class:`EarlyStoppedPGD`).
     """
     return build_attack_from_config(config_from_options(optimizer, objective, steps, **options), eps,
                                     early_stop=early_stop)
 
 
-def build_attack_from_config(cfg: Any, eps: float, *, early_stop: EarlyStop | None = None) -> MultiTaskAttack:
+def build_attack_from_config(cfg: Any, eps: float, *,
+                             early_stop: EarlyStop | None = None) -> MultiTaskAttack | EnsembleAttack:
     """An attack from an :class:`AttackConfig` or a DictConfig with its fields; eps in [0,1] units.
 
     early_stop: PGD becomes FAT's early-stopped PGD (:class:`EarlyStoppedPGD`); other
@@ -94,6 +97,14 @@ def build_attack_from_config(cfg: Any, eps: float, *, early_stop: EarlyStop | No
     cfg = dataclasses.replace(cfg, **{k: _coerce(k, getattr(cfg, k)) for k in _FIELDS})
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or not 0 <= eps <= 1:
         raise ValueError(f"eps must be in [0,1] image units, got {eps!r} (pixel units: divide by 255)")
+    if cfg.optimizer is OptimizerName.ensemble:
+        if early_stop is not None:
+            raise ValueError("early_stop stops PGD samples early; an ensemble cannot take it")
+        if cfg.target_task is not None:
+            raise ValueError("target_task does not apply to an ensemble; list single_<task>_<optimizer> in members")
+        return EnsembleAttack(cfg, float(eps), build_attack_from_config)
+    if cfg.members is not None:
+        raise ValueError(f"members apply only to optimizer 'ensemble', not {cfg.optimizer.value!r}; leave them None")
     objective_cls = OBJECTIVES[cfg.objective.value]
     if objective_cls.needs_task and cfg.target_task is None:
         raise ValueError(f"objective {cfg.objective.value!r} needs target_task (e.g. target_task='normal')")
@@ -111,4 +122,5 @@ def build_attack_from_config(cfg: Any, eps: float, *, early_stop: EarlyStop | No
     objective = objective_cls.from_config(cfg)
     return MultiTaskAttack(optimizer, objective, float(eps), steps=cfg.steps, rel_stepsize=cfg.rel_stepsize,
                            random_start=cfg.random_start, restarts=cfg.restarts, seed=cfg.seed,
-                           precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile)
+                           precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
+                           seg_loss=cfg.seg_loss, regression_loss=cfg.regression_loss)

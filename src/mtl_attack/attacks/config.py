@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from .modes import ApgdMonitor, ApgdStart, Precision, WgdVariant
+from .modes import ApgdMonitor, ApgdStart, EnsembleCriterion, Precision, RegressionLoss, SegLoss, WgdVariant
 from .objectives import OBJECTIVES
 
 __all__ = [
@@ -29,18 +29,23 @@ __all__ = [
     "ApgdMonitor",
     "WgdVariant",
     "Precision",
+    "SegLoss",
+    "RegressionLoss",
+    "EnsembleCriterion",
     "AttackConfig",
 ]
 
 
 class OptimizerName(Enum):
-    """Single-task optimizers the multi-task directions are fed to."""
+    """Single-task optimizers the multi-task directions are fed to, and the ensemble of
+    whole attacks (:mod:`.ensemble`), which runs several and keeps the worst case per image."""
 
     fgsm = "fgsm"
     pgd = "pgd"
     mim = "mim"
     apgd = "apgd"
     saga = "saga"
+    ensemble = "ensemble"
 
 
 # Ways to turn the tasks' losses into one ascent direction: one member per entry of
@@ -94,6 +99,16 @@ class AttackConfig:
     wgd_variant: WgdVariant = WgdVariant.dynamic
     # WeightedTotal: task -> weight (pick them with grid_search_weights).
     weights: Optional[Dict[str, float]] = None
+    # What the attack maximises per task kind (the metrics stay the same): segmentation
+    # ce | segpgd | jsd, normals and depth plain | clipped (docs/attack_losses.md).
+    seg_loss: SegLoss = SegLoss.ce
+    regression_loss: RegressionLoss = RegressionLoss.plain
+    # optimizer=ensemble: the member attacks, preset names (dgba_apgd, single_normal_pgd);
+    # single_*_<optimizer> stands for one Single-x member per task. None = the default
+    # list (attacks.ensemble.DEFAULT_MEMBERS). Members share every other field here.
+    members: Optional[List[str]] = None
+    # optimizer=ensemble: how one image's candidates are ranked (plain task losses).
+    ensemble_criterion: EnsembleCriterion = EnsembleCriterion.relative
     # Speed (docs/performance.md): arithmetic of the model's passes inside the attack,
     # the model and its input in channels_last memory format, and torch.compile of
     # the model (once per attack and model; falls back to eager with a warning).

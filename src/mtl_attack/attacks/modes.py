@@ -1,4 +1,5 @@
-"""The attacks' mode enums (APGD start and monitor, WGD variant, precision).
+"""The attacks' mode enums (APGD start and monitor, WGD variant, precision, attack losses,
+ensemble criterion).
 
 They live apart from :mod:`.config` because the objectives and optimizers need
 them at import time while :mod:`.config` derives its objective names from the
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["ApgdStart", "ApgdMonitor", "WgdVariant", "Precision"]
+__all__ = ["ApgdStart", "ApgdMonitor", "WgdVariant", "Precision", "SegLoss", "RegressionLoss", "EnsembleCriterion"]
 
 
 class ApgdStart(Enum):
@@ -47,3 +48,34 @@ class Precision(Enum):
     fp32 = "fp32"
     tf32 = "tf32"
     bf16 = "bf16"
+
+
+class SegLoss(Enum):
+    """What an attack maximises for segmentation tasks (docs/attack_losses.md); the metric is unchanged.
+
+    ce: the task's cross-entropy. segpgd: SegPGD's reweighting of correctly and wrongly
+    classified pixels over the steps (Gu et al. 2022). jsd: Jensen-Shannon divergence to
+    the one-hot label (one of SEA's losses, Croce et al. 2023).
+    """
+
+    ce = "ce"
+    segpgd = "segpgd"
+    jsd = "jsd"
+
+
+class RegressionLoss(Enum):
+    """What an attack maximises for normal and depth tasks: the task's loss, or its per-pixel
+    error capped at the widest threshold of the task's metrics (docs/attack_losses.md)."""
+
+    plain = "plain"
+    clipped = "clipped"
+
+
+class EnsembleCriterion(Enum):
+    """How the ensemble ranks its members' adversarial images of one image (plain task losses).
+
+    relative: sum_i (L_i(x') - L_i(x)) / L_i(x) over every task. absolute: sum_i L_i(x').
+    """
+
+    relative = "relative"
+    absolute = "absolute"

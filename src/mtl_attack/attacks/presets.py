@@ -4,7 +4,9 @@ Each preset sets ``optimizer``, ``objective`` and ``target_task`` of the
 ``attack`` group (every other field keeps its :class:`~.config.AttackConfig`
 default). Names are ``<objective>_<optimizer>`` (``dgba_apgd``), and
 ``single_<task>_<optimizer>`` for an objective that attacks one named task
-(``single_normal_pgd``), one per task name given. They live in Hydra's
+(``single_normal_pgd``), one per task name given, and ``ensemble`` (the per-image
+worst case over its members, with APGD's reference random start and two runs each,
+:mod:`.ensemble`). They live in Hydra's
 ConfigStore, so ``attack=dgba_apgd`` in a defaults list or on the command line
 finds them, and an unknown name fails at compose time listing the options.
 """
@@ -18,6 +20,11 @@ from .objectives import OBJECTIVES
 __all__ = ["preset_configs", "register_presets", "ATTACK_GROUP"]
 
 ATTACK_GROUP = "attack"
+ENSEMBLE = "ensemble"
+# The ensemble preset: members as in attacks.ensemble.DEFAULT_MEMBERS, each from the
+# reference random start with one restart (two runs), as AutoAttack's APGD members run.
+ENSEMBLE_PRESET = {"optimizer": ENSEMBLE, "objective": "dgba", "target_task": None,
+                   "apgd_start": "reference", "restarts": 2}
 
 
 def preset_configs(task_names: Sequence[str] | None = None) -> dict[str, dict]:
@@ -37,6 +44,7 @@ def preset_configs(task_names: Sequence[str] | None = None) -> dict[str, dict]:
             for task in (tuple(task_names) if cls.needs_task else (None,)):
                 name = f"{objective}_{task}_{optimizer}" if task else f"{objective}_{optimizer}"
                 presets[name] = {"optimizer": optimizer, "objective": objective, "target_task": task}
+    presets[ENSEMBLE] = dict(ENSEMBLE_PRESET)
     return presets
 
 

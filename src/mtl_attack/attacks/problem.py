@@ -51,7 +51,7 @@ class AttackProblem:
     """The fixed part of one attack call (built by the attack, not by users)."""
 
     def __init__(self, model: torch.nn.Module, images: Tensor, targets: Mapping[str, object],
-                 losses: Mapping[str, LossFn], eps: float):
+                 losses: Mapping[str, LossFn], eps: float, steps: int = 1):
         self.model = model
         self.clean = images.detach().clone()
         self.targets = targets
@@ -64,13 +64,27 @@ class AttackProblem:
         # Filled by the first pass at the clean images: an attack that starts there gets
         # them from its first direction's forward instead of a forward of their own.
         self._clean_losses: dict[str, Tensor] | None = None
+        # Gradient passes of the current run: losses with ``uses_progress`` (SegPGD) get
+        # progress = passes / steps, 0 at the first step.
+        self.steps = max(int(steps), 1)
+        self.passes = 0
+
+    @property
+    def progress(self) -> float:
+        """The current run's progress in [0, 1): k / steps at its k-th gradient pass."""
+        return min(self.passes, self.steps - 1) / self.steps
+
+    def begin_run(self) -> None:
+        """A new run (restart) starts its step schedule from 0."""
+        self.passes = 0
 
     @property
     def clean_losses(self) -> dict[str, Tensor]:
         """Detached per-task per-sample losses ``[B]`` at the clean images (one no-grad
         forward on first use, unless a pass at the clean images already gave them)."""
         if self._clean_losses is None:
-            self._set_clean_losses(self.losses(self.clean))
+            with torch.no_grad():
+                self._set_clean_losses(self.task_losses(self.clean, progress=0.0))
         return self._clean_losses
 
     def _set_clean_losses(self, losses: Mapping[str, Tensor]) -> None:
@@ -96,15 +110,20 @@ class AttackProblem:
         """Nearest point of the feasible box (eps-ball and [0,1]); exact identity when eps = 0."""
         return torch.clamp(x, self.lower, self.upper)
 
-    def task_losses(self, x: Tensor) -> dict[str, Tensor]:
-        """Per-task per-sample losses ``[B]`` at ``x`` (keeps the graph if grad is enabled)."""
+    def task_losses(self, x: Tensor, progress: float | None = None) -> dict[str, Tensor]:
+        """Per-task per-sample losses ``[B]`` at ``x`` (keeps the graph if grad is enabled);
+        progress: what step-scheduled losses get (None = the current run's :attr:`progress`)."""
+        progress = self.progress if progress is None else progress
         outputs = self.model(x)
         result = {}
         for task, fn in self.loss_fns.items():
             if task not in outputs:
                 raise ValueError(f"model output has no task {task!r} (it has {sorted(outputs)}); "
                                  "pass losses only for tasks the model predicts")
-            value = fn(outputs[task], self.targets[task])
+            if getattr(fn, "uses_progress", False):
+                value = fn(outputs[task], self.targets[task], progress=progress)
+            else:
+                value = fn(outputs[task], self.targets[task])
             if value.shape != (x.shape[0],):
                 raise ValueError(f"loss of task {task!r} returned shape {tuple(value.shape)}, expected "
                                  f"per-sample [{x.shape[0]}]: reduce over pixels only, not over the batch")
@@ -123,6 +142,7 @@ class AttackProblem:
         with their graph. At the clean images these also become :attr:`clean_losses`."""
         xv = x.detach().requires_grad_(True)
         graph = self.task_losses(xv)
+        self.passes += 1
         if self._clean_losses is None and self.is_clean(x):
             self._set_clean_losses(graph)
         return xv, graph

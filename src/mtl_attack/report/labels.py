@@ -25,7 +25,8 @@ TASKS: tuple[str, ...] = task_names()
 OBJECTIVES: tuple[str, ...] = tuple(
     key for name in _OBJECTIVE_TABLE for key in ([f"single_{t}" for t in TASKS] if name == "single" else [name]))
 
-OPTIMIZER_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD", "saga": "Auto-SAGA"}
+OPTIMIZER_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD", "saga": "Auto-SAGA",
+                    "ensemble": "Ensemble"}
 TASK_LABELS = {"segment_semantic": "Segm", "normal": "Norm", "depth_zbuffer": "Dept",
                "keypoints2d": "Keyp", "edge_texture": "Edge"}
 OBJECTIVE_LABELS = {"total": "Total", "signtotal": "SignTotal", "weightedtotal": "WeightedTotal",
@@ -50,7 +51,9 @@ def objective_label(key: str) -> str:
 
 
 def attack_label(optimizer: str, objective: str) -> str:
-    """("apgd", "dgba") -> "APGD DGBA"."""
+    """("apgd", "dgba") -> "APGD DGBA"; the ensemble (optimizer and objective "ensemble") -> "Ensemble"."""
+    if optimizer == objective:
+        return optimizer_label(optimizer)
     return f"{optimizer_label(optimizer)} {objective_label(objective)}"
 
 

@@ -23,7 +23,8 @@ from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
 from .significance import cell_intervals, first_places
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
-from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, single_x, trained_models,
+from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, ensemble_markdown_table,
+                           ensemble_rows, ensemble_table, single_x, trained_models,
                            transfer_table, transferability_table, transferability_trend, transferability_wide)
 from .tables import (NO_PER_TASK, arp_table, arp_vs_eps, at_eps, best_per_row, clean_white_box,
                      first_place_counts, per_task_bars, select_eps, task_columns, weighted_grid_table)
@@ -263,11 +264,35 @@ def _attack_eps_section(s: Setting, part: pd.DataFrame, e: float) -> list[str]:
     return md
 
 
+# ---------------------------------------------------------------- the worst-case ensemble
+
+def _ensemble_cases(s: Setting) -> list[float]:
+    return s.eps_levels(ensemble_rows(s.rows))
+
+
+def _ensemble_section(s: Setting, e: float) -> list[str]:
+    k = fmt_eps(e)
+    table = ensemble_table(s.rows, e)
+    stem = f"{s.prefix}ensemble_eps{k}"
+    s.csv(stem, table)
+    s.text(stem, f"# Worst-case ensemble, {s.dataset} / {s.backbone}, eps {k}\n\n"
+           + to_markdown(ensemble_markdown_table(table), params={}))
+    below = table[table["ensemble - strongest hi"] < 0]
+    return [f"### Worst-case ensemble, eps {k}", "",
+            "Each image keeps the member's adversarial image with the highest summed relative loss increase; "
+            "every member is scored on the same images (ARP [95% bootstrap interval]); ensemble - strongest: "
+            "the paired interval against the member with the highest ARP; disagree images: where the member "
+            "kept is not the one with the highest ARP on that image alone.", "",
+            f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv)). Models where the ensemble falls below its "
+            f"strongest member beyond noise: {', '.join(map(str, below.index)) or 'none'}.", ""]
+
+
 STUDIES: tuple[Study, ...] = (
     Study("adversarial training", _adversarial_cases, _adversarial_section),
     Study("black-box transfer", _transfer_cases, _transfer_section),
     Study("transferability", _transferability_cases, _transferability_section),
     Study("attacks on clean models", _attack_cases, _attack_section),
+    Study("worst-case ensemble", _ensemble_cases, _ensemble_section),
 )
 
 

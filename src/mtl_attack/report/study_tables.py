@@ -200,3 +200,66 @@ def transferability_wide(long: pd.DataFrame) -> pd.DataFrame:
     wide.index.name = "shared blocks (models)"
     wide.columns = [f"{optimizer_label(o)} Single-{task_label(t)}" for o, t in wide.columns]
     return wide
+
+
+# ---------------------------------------------------------------- the worst-case ensemble
+
+def ensemble_rows(keyed: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ensemble jobs (``optimizer == "ensemble"``) on clean-trained models, white-box."""
+    part = clean_white_box(keyed)
+    return part[part["optimizer"].astype(str) == "ensemble"]
+
+
+def _members(rows: pd.DataFrame) -> list[str]:
+    prefix = "member_wins_"
+    return [c[len(prefix):] for c in rows.columns if c.startswith(prefix) and rows[c].notna().any()]
+
+
+def ensemble_table(keyed: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """The ensemble beside each member on the same images, at ``eps`` (pixel units).
+
+    One row per ensemble job (model, with the seed when there are several). Columns:
+    "ensemble" ARP, each member's ARP (ensemble and members as [value, lo, hi] in
+    "<name>", "<name> lo", "<name> hi"), "strongest" member, "ensemble - strongest"
+    with its paired interval, each member's images kept ("wins <name>") and the
+    fraction of images where the per-image criterion and per-image ARP disagree.
+    ARP in percent.
+    """
+    rows = select_eps(ensemble_rows(keyed), eps)
+    members = _members(rows)
+    several_seeds = rows["seed"].nunique() > 1
+    out = []
+    for _, r in rows.iterrows():
+        label = f"{r['model']} seed {r['seed']}" if several_seeds else str(r["model"])
+        entry = {"model": label, "ensemble": r["arp"], "ensemble lo": r.get("arp_lo"), "ensemble hi": r.get("arp_hi")}
+        for m in members:
+            entry.update({m: r[f"member_arp_{m}"], f"{m} lo": r[f"member_arp_{m}_lo"],
+                          f"{m} hi": r[f"member_arp_{m}_hi"], f"wins {m}": r[f"member_wins_{m}"]})
+        best = r["ensemble_strongest"]
+        entry.update({"strongest": best, "ensemble - strongest": r[f"ensemble_minus_{best}"],
+                      "ensemble - strongest lo": r[f"ensemble_minus_{best}_lo"],
+                      "ensemble - strongest hi": r[f"ensemble_minus_{best}_hi"],
+                      "disagree images": r["ensemble_disagree_images"]})
+        out.append(entry)
+    table = pd.DataFrame(out)
+    order = {m: i for i, m in enumerate(model_order(rows.assign(model=rows["model"].astype(str))))}
+    return table.sort_values("model", key=lambda s: s.map(lambda v: order.get(v.split(" seed ")[0], 99)),
+                             kind="stable").set_index("model")
+
+
+def ensemble_markdown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`ensemble_table` with "value [lo, hi]" text cells and wins as "n/N", for markdown."""
+    def ci(row, name):
+        return f"{row[name]:.2f} [{row[name + ' lo']:.2f}, {row[name + ' hi']:.2f}]"
+
+    names = ["ensemble"] + [c[len("wins "):] for c in table.columns if c.startswith("wins ")]
+    out = {}
+    for model, row in table.iterrows():
+        total = sum(int(row[f"wins {m}"]) for m in names[1:])
+        cells = {n: ci(row, n) for n in names}
+        cells.update({f"wins {m}": f"{int(row[f'wins {m}'])}/{total}" for m in names[1:]})
+        cells["strongest"] = row["strongest"]
+        cells["ensemble - strongest"] = ci(row, "ensemble - strongest")
+        cells["disagree images"] = f"{100 * row['disagree images']:.0f}%"
+        out[model] = cells
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("model")

@@ -1,0 +1,163 @@
+"""The worst case over several multi-task attacks, chosen per image (AutoAttack's idea for dense tasks).
+
+Each member is a whole attack (an optimizer with an objective, e.g. DGBA-APGD); the
+ensemble runs every member on the batch and keeps, for each image, the member's
+adversarial image with the highest damage by the criterion (:func:`damage`), computed
+with the plain task losses the caller passed, whatever each member maximised:
+
+- relative (default): sum_i (L_i(x') - L_i(x)) / L_i(x) over every task, the paper's
+  per-image measure of multi-task damage (Alg. 1);
+- absolute: sum_i L_i(x').
+
+Ties go to the member listed first. Members are preset names (``dgba_apgd``,
+``single_normal_pgd``); ``single_*_apgd`` stands for one Single-x member per task. They
+share every other setting of the ensemble's :class:`~.config.AttackConfig` (steps,
+restarts, start, losses, precision; with restarts > 1 each starts at random), so ``attack=ensemble attack.steps=20`` runs every
+member with 20 steps.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .attack import MultiTaskAttack, _check_inputs, eval_mode
+from .config import AttackConfig, ObjectiveName, OptimizerName
+from .modes import EnsembleCriterion
+from .problem import relative_increase
+
+__all__ = ["DEFAULT_MEMBERS", "EnsembleAttack", "damage", "resolve_members", "pick_per_image"]
+
+# The default members: the two multi-task objectives that win most often in the paper's
+# tables and every single-task attack, all with APGD.
+DEFAULT_MEMBERS: tuple[str, ...] = ("dgba_apgd", "total_apgd", "single_*_apgd")
+
+WILDCARD = "*"
+
+
+def damage(losses: Mapping[str, Tensor], clean: Mapping[str, Tensor],
+           criterion: EnsembleCriterion = EnsembleCriterion.relative) -> Tensor:
+    """Per-image damage ``[B]`` of adversarial losses ``losses`` (task -> ``[B]``) over ``clean``,
+    summed over every task of ``losses`` (see the module docstring)."""
+    tasks = list(losses)
+    if criterion is EnsembleCriterion.relative:
+        return relative_increase(losses, clean, tasks)
+    return sum(losses[t] for t in tasks)
+
+
+def pick_per_image(scores: Tensor) -> Tensor:
+    """Index ``[B]`` of the highest of ``scores`` ``[M, B]`` per image; the first member wins ties.
+    NaN never wins (an image where every member's damage is NaN keeps member 0)."""
+    # torch.argmax returns the first maximal index.
+    return torch.where(torch.isnan(scores), -torch.inf, scores).argmax(0)
+
+
+def resolve_members(names: Sequence[str] | None, tasks: Sequence[str]) -> list[str]:
+    """The member preset names for a model with ``tasks``: wildcards expanded, order kept,
+    repeats dropped. ValueError for a name that is no preset."""
+    from .presets import preset_configs
+
+    names = list(DEFAULT_MEMBERS if names is None else names)
+    if not names:
+        raise ValueError("attack.members is empty; list member attacks, e.g. [dgba_apgd,total_apgd]")
+    presets = preset_configs(list(tasks))
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"attack.members must be preset names, got {name!r}")
+        if WILDCARD in name:
+            head, _, tail = name.partition(WILDCARD)
+            expanded = [f"{head}{t}{tail}" for t in tasks]
+        else:
+            expanded = [name]
+        for member in expanded:
+            if member not in presets:
+                choices = ", ".join(p for p in presets if not p.startswith("weightedtotal"))
+                raise ValueError(f"attack.members: {member!r} is not an attack preset for tasks {list(tasks)}; "
+                                 f"choose from {choices} (single_*_<optimizer> for every task)")
+            if presets[member]["objective"] == "weightedtotal":
+                raise ValueError(f"attack.members: {member!r} needs calibrated weights; an ensemble member "
+                                 "cannot be WeightedTotal")
+            if member not in out:
+                out.append(member)
+    return out
+
+
+def member_config(cfg: AttackConfig, name: str, tasks: Sequence[str]) -> AttackConfig:
+    """The ensemble's config with one member's optimizer, objective and target task; with
+    restarts > 1 and random_start left None, every member starts at random (a restart of a
+    deterministic member would repeat it)."""
+    from .presets import preset_configs
+
+    fields = preset_configs(list(tasks))[name]
+    random_start = True if cfg.random_start is None and cfg.restarts > 1 else cfg.random_start
+    return replace(cfg, optimizer=OptimizerName(fields["optimizer"]), objective=ObjectiveName(fields["objective"]),
+                   target_task=fields["target_task"], members=None, random_start=random_start)
+
+
+class EnsembleAttack:
+    """Runs every member attack and keeps each image's worst case (see the module docstring).
+
+    cfg: the ensemble's :class:`AttackConfig` (optimizer ``ensemble``; ``members`` and
+    ``ensemble_criterion`` are read here, the rest is each member's); eps in [0,1] image
+    units (``attack.eps``). build: ``(member config, eps) -> MultiTaskAttack``.
+    """
+
+    is_ensemble = True
+
+    def __init__(self, cfg: AttackConfig, eps: float, build: Callable[[AttackConfig, float], MultiTaskAttack]):
+        if cfg.members is not None and (isinstance(cfg.members, str) or not all(
+                isinstance(m, str) for m in cfg.members)):
+            raise ValueError(f"members must be a list of attack preset names, got {cfg.members!r}")
+        self.cfg = cfg
+        self.eps = float(eps)
+        self.criterion = EnsembleCriterion(cfg.ensemble_criterion)
+        self._build = build
+        self._members: dict[tuple[str, ...], list[tuple[str, MultiTaskAttack]]] = {}
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.cfg.members or DEFAULT_MEMBERS)
+        return f"EnsembleAttack([{names}], criterion={self.criterion.value}, eps={self.eps:.6g})"
+
+    def members(self, tasks: Sequence[str]) -> list[tuple[str, MultiTaskAttack]]:
+        """(name, attack) of every member for a model with ``tasks`` (built once per task list)."""
+        key = tuple(tasks)
+        if key not in self._members:
+            names = resolve_members(self.cfg.members, key)
+            self._members[key] = [(n, self._build(member_config(self.cfg, n, key), self.eps)) for n in names]
+        return self._members[key]
+
+    def __call__(self, model: torch.nn.Module, images: Tensor, targets: Mapping[str, object],
+                 losses: Mapping[str, Callable], *, eps: float | None = None, return_info: bool = False):
+        """Adversarial images ``[B,3,H,W]`` in [0,1], each the worst case over the members.
+
+        With return_info, also {"members": names, "winner": ``[B]`` member index,
+        "damage": ``[M,B]`` each member's damage, "candidates": ``[M,B,3,H,W]`` each
+        member's adversarial images}.
+        """
+        eps = self.eps if eps is None else float(eps)
+        _check_inputs(images, targets, losses, eps)
+        members = self.members(list(losses))
+        candidates, scores = [], []
+        with eval_mode(model), torch.no_grad():
+            clean = _plain_losses(model, images, targets, losses)
+        for _, attack in members:
+            x_adv = attack(model, images, targets, losses, eps=eps)
+            with eval_mode(model), torch.no_grad():
+                scores.append(damage(_plain_losses(model, x_adv, targets, losses), clean, self.criterion))
+            candidates.append(x_adv)
+        stacked, score = torch.stack(candidates), torch.stack(scores)
+        winner = pick_per_image(score)
+        x_best = stacked[winner, torch.arange(images.shape[0], device=images.device)]
+        if not return_info:
+            return x_best
+        return x_best, {"members": [n for n, _ in members], "winner": winner, "damage": score,
+                        "candidates": stacked}
+
+
+def _plain_losses(model, x: Tensor, targets, losses) -> dict[str, Tensor]:
+    """The caller's per-task losses ``[B]`` at ``x`` (what the criterion ranks by)."""
+    out = model(x)
+    return {t: fn(out[t], targets[t]).detach().float() for t, fn in losses.items()}
