@@ -157,3 +157,35 @@ def test_ensemble_entry_counts_wins_and_disagreements():
     assert entry["disagreement"] == {"per_image": 0.25, "dataset": False, "beyond_noise": False}
     assert per_image_arp(clean, members["m0"], scorers, directions).tolist() == pytest.approx([100, 100, 0, 0])
     json.dumps(entry)
+
+
+def test_runner_job_records_members_and_keeps_each_images_winner(tmp_path):
+    from helpers import REPO, run_cli, tiny
+
+    from mtl_attack import records
+    from mtl_attack.report import load_results, write_report
+    from mtl_attack.worst_case import MEMBER_PREFIX
+
+    out = tmp_path / "job"
+    proc = run_cli(["run.py", *tiny("logger=none", "attack=ensemble", "attack.restarts=1",
+                                    "attack.members=[dgba_pgd,single_*_pgd]", cache_dir=tmp_path / "cache"),
+                    f"hydra.run.dir={out}"], REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = records.read_record(out / records.RECORD_NAME)
+    entry = record["ensemble"]
+    names = ["dgba_pgd", "single_segment_semantic_pgd", "single_normal_pgd", "single_depth_zbuffer_pgd"]
+    assert entry["members"] == names and record["attack"]["name"] == "ensemble"
+    assert sum(entry["wins"].values()) == record["stats"]["images"] == len(entry["winner"])
+    # The ensemble's per-image statistics are, image by image, those of the member kept there.
+    saved = records.read_image_stats(out / records.STATS_NAME)
+    for i, k in enumerate(entry["winner"]):
+        member = saved[f"{MEMBER_PREFIX}{names[k]}"]
+        for task, per_task in saved["attacked"].items():
+            for stat, values in per_task.items():
+                assert np.array_equal(values[i], member[task][stat][i]), (i, task, stat)
+    row = records.flatten(record)
+    assert row["ensemble_strongest"] == entry["strongest_member"] and row["member_wins_dgba_pgd"] == entry["wins"]["dgba_pgd"]
+    written = write_report(load_results([out]), tmp_path / "report")
+    table = (tmp_path / "report" / "ensemble_eps4.md").read_text()
+    assert any(p.name == "ensemble_eps4.csv" for p in written)
+    assert "single_normal_pgd" in table and "ensemble - strongest" in table

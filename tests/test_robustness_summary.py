@@ -14,12 +14,12 @@ MEMBERS = ("dgba_apgd", "total_apgd")
 
 
 def _record(job_dir, eps, overall, members, label="AS", seed=0, attack="ensemble"):
-    """A done record; members: name -> overall [v, lo, hi] (per task: v and v+1)."""
+    """A done record; members: name -> overall [v, lo, hi] (per task: v+1 and v-1)."""
     def ci(v):
         return {"overall": v, "per_task": {"segment_semantic": [v[0] + 1, v[1] + 1, v[2] + 1],
                                            "normal": [v[0] - 1, v[1] - 1, v[2] - 1]}}
 
-    strongest = max(members, key=lambda m: members[m][0])
+    strongest = max(members, key=lambda m: members[m][0], default=None)
     return {
         "status": "done", "seed": seed,
         "job": {"dir": str(job_dir), "name": job_dir.name},

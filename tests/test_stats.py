@@ -127,3 +127,12 @@ def test_meters_score_their_per_image_statistics_like_the_split(meter, pred, tar
     got = m.score(summed_stats(per_image, np.array([2, 1, 1])))
     for k, v in twice.compute().items():
         assert got[k] == pytest.approx(v, abs=0.05 if k == "angle_median" else 1e-9)
+
+
+def test_paired_difference_of_one_task_is_that_tasks_arp_difference():
+    # One task: its ARP is the overall ARP, so both ways agree; a known point value by hand.
+    clean, a, b = loss_stats([1.0, 1.0]), loss_stats([2.0, 4.0]), loss_stats([1.5, 1.5])
+    whole = stats.paired_difference([(clean, a)], [(clean, b)], SCORERS, DIRECTIONS, n_boot=50)
+    one = stats.paired_difference([(clean, a)], [(clean, b)], SCORERS, DIRECTIONS, n_boot=50, task="t")
+    assert one == whole
+    assert one.value == pytest.approx(200.0 - 50.0)  # mean loss 3 vs 1.5 against 1: +200% and +50%

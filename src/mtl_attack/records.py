@@ -161,7 +161,7 @@ def flatten(record: dict) -> dict:
     Columns: status, error, job, job_dir, dataset, backbone (the name, with " x<width>" when the
     backbone's width is not 1), width, layout, layout_index,
     optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
-    order), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
+    order), attack_losses (the harder losses maximised, e.g. "clipped,segpgd"), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
     and train_attack_eps (adversarial training; empty for clean training), threat
     ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
     and finished (provenance), arp (overall), arp_<task>, their 95% bootstrap intervals over
@@ -195,6 +195,9 @@ def flatten(record: dict) -> dict:
         "attack": att.get("name"),
         "target_task": att.get("target_task"),
         "weights": att.get("weights"),
+        # The harder losses maximised (docs/attack_losses.md), ","-joined; None for the plain ones.
+        "attack_losses": ",".join(sorted({v for v in (att.get("losses") or {}).values()
+                                          if v not in ("ce", "plain")})) or None,
         "eps": cfg.get("eps"),
         "steps": att.get("steps"),
         "seed": cfg.get("seed"),

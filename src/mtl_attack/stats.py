@@ -153,8 +153,10 @@ def arp_intervals(runs: Sequence[tuple[Stats, Stats]], scorers: Mapping[str, Sco
 
 def paired_difference(runs_a: Sequence[tuple[Stats, Stats]], runs_b: Sequence[tuple[Stats, Stats]],
                       scorers: Mapping[str, Scorer], directions: Mapping[str, Mapping[str, bool]],
-                      n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> Interval:
-    """Overall ARP of attack A minus attack B, with its paired bootstrap interval.
+                      n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0,
+                      task: str | None = None) -> Interval:
+    """Overall ARP (or, with ``task``, that task's ARP) of attack A minus attack B, with its
+    paired bootstrap interval.
 
     runs_a, runs_b: per training seed (same order), (clean stats, attacked stats) of A
     and of B on the same model and the same N images; every resample draws the same
@@ -166,9 +168,17 @@ def paired_difference(runs_a: Sequence[tuple[Stats, Stats]], runs_b: Sequence[tu
     if any(image_count(r[0]) != n or image_count(r[1]) != n for r in (*runs_a, *runs_b)):
         raise ValueError("paired runs must hold the same test images")
     counts = resample_counts(n, n_boot, seed)
-    diffs = [arp_samples(*a, scorers, directions, counts)["overall"]
-             - arp_samples(*b, scorers, directions, counts)["overall"] for a, b in zip(runs_a, runs_b)]
-    points = [_point(a, scorers, directions)[0] - _point(b, scorers, directions)[0] for a, b in zip(runs_a, runs_b)]
+
+    def pick(values):
+        return values["overall"] if task is None else values["per_task"][task]
+
+    def point(run):
+        overall, per_task = _point(run, scorers, directions)
+        return overall if task is None else per_task[task]
+
+    diffs = [pick(arp_samples(*a, scorers, directions, counts)) - pick(arp_samples(*b, scorers, directions, counts))
+             for a, b in zip(runs_a, runs_b)]
+    points = [point(a) - point(b) for a, b in zip(runs_a, runs_b)]
     lo, hi = percentile_interval(_seed_average(diffs, _seed_counts(len(runs_a), n_boot, seed)), level)
     return Interval(float(np.mean(points)), lo, hi)
 

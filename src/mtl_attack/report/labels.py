@@ -44,7 +44,11 @@ def task_label(name: str) -> str:
 
 
 def objective_label(key: str) -> str:
-    """"dgba" -> "DGBA", "single_normal" -> "Single-Norm"; unknown keys as they are."""
+    """"dgba" -> "DGBA", "single_normal" -> "Single-Norm", "dgba [segpgd]" -> "DGBA [segpgd]";
+    unknown keys as they are."""
+    base, sep, losses = key.partition(" [")
+    if sep:
+        return f"{objective_label(base)} [{losses}"
     if key.startswith("single_"):
         return f"Single-{task_label(key[len('single_'):])}"
     return OBJECTIVE_LABELS.get(key, key)
