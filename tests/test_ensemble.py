@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from mtl_attack.attacks import build_attack
-from mtl_attack.attacks.ensemble import DEFAULT_MEMBERS, EnsembleAttack, damage, pick_per_image, resolve_members
+from mtl_attack.attacks.ensemble import (DEFAULT_MEMBERS, EnsembleAttack, damage, image_arp, pick_per_image,
+                                         resolve_members)
+from mtl_attack.batches import TaskLoss
 from mtl_attack.attacks.modes import EnsembleCriterion
 from mtl_attack.attacks.problem import AttackProblem
 from mtl_attack.worst_case import ensemble_entry, per_image_arp
@@ -39,7 +41,8 @@ def toy_batch(subset: list[int], n: int = 6):
 def test_ensemble_picks_the_stronger_member_exactly_on_its_images():
     subset = [1, 4]
     x, targets, losses = toy_batch(subset)
-    attack = build_attack("ensemble", "dgba", eps=EPS, steps=1, members=["single_a_pgd", "single_b_pgd"])
+    attack = build_attack("ensemble", "dgba", eps=EPS, steps=1, members=["single_a_pgd", "single_b_pgd"],
+                          ensemble_criterion="relative")
     assert isinstance(attack, EnsembleAttack)
     x_adv, info = attack(TwoChannels(), x, targets, losses, return_info=True)
     assert info["members"] == ["single_a_pgd", "single_b_pgd"]
@@ -67,7 +70,7 @@ def test_ensemble_keeps_every_invariant_of_a_single_attack():
     targets = {"a": torch.rand(4, 1, 2, 2), "b": torch.rand(4, 1, 2, 2)}
     losses = {"a": square_error, "b": square_error}
     attack = build_attack("ensemble", "dgba", eps=EPS, steps=2, members=["total_apgd", "single_*_pgd"],
-                          apgd_start="reference", restarts=2)
+                          apgd_start="reference", restarts=2, ensemble_criterion="relative")
     x_adv = attack(TwoChannels(), x, targets, losses)
     assert torch.equal(x, before)
     assert torch.isfinite(x_adv).all()
@@ -75,6 +78,44 @@ def test_ensemble_keeps_every_invariant_of_a_single_attack():
     assert (x_adv - x).abs().max() <= EPS + 1e-7
     assert [n for n, _ in attack.members(["a", "b"])] == ["total_apgd", "single_a_pgd", "single_b_pgd"]
     assert all(m.restarts == 2 and m.random_start for _, m in attack.members(["a", "b"]))
+
+
+def _depth_inputs(values):
+    """Targets and TaskLosses of depth tasks "a", "b" on one-pixel images (every pixel valid)."""
+    from mtl_attack.tasks import depth_task
+
+    targets = {t: (torch.tensor(v).reshape(-1, 1, 1, 1), torch.ones(len(v), 1, 1, dtype=torch.bool))
+               for t, v in values.items()}
+    return targets, {t: TaskLoss(depth_task(name=t)) for t in values}
+
+
+def test_image_arp_is_each_images_own_arp():
+    targets, losses = _depth_inputs({"a": [1.0, 1.0]})
+    clean = {"a": torch.tensor([1.1, 1.1]).reshape(-1, 1, 1, 1)}
+    adv = {"a": torch.tensor([1.3, 1.1]).reshape(-1, 1, 1, 1)}
+    # Image 0: abs and rel error 0.1 -> 0.3 (+200% each), delta_1 100 -> 0 (1.3 > 1.25: +100%),
+    # delta_2 and delta_3 stay 100: ARP = (200 + 200 + 100 + 0 + 0) / 5 = 100. Image 1 unchanged.
+    assert image_arp(clean, adv, targets, losses).tolist() == pytest.approx([100.0, 0.0])
+    with pytest.raises(ValueError, match="TaskLoss"):
+        image_arp(clean, adv, targets, {"a": square_error})
+
+
+def test_arp_criterion_keeps_each_images_highest_arp():
+    subset = [0, 3]
+    n = 5
+    x = torch.full((n, 3, 1, 1), 0.5)
+    # On the subset task a starts 0.01 off (a step of eps multiplies its error by 11), b 0.5 off.
+    off = {"a": [0.01 if i in subset else 0.5 for i in range(n)], "b": [0.5 if i in subset else 0.01 for i in range(n)]}
+    targets, losses = _depth_inputs({t: [0.5 + d for d in v] for t, v in off.items()})
+    attack = build_attack("ensemble", "dgba", eps=EPS, steps=1, members=["single_a_pgd", "single_b_pgd"])
+    assert attack.criterion is EnsembleCriterion.arp
+    x_adv, info = attack(TwoChannels(), x, targets, losses, return_info=True)
+    assert info["winner"].tolist() == [0 if i in subset else 1 for i in range(n)]
+    model = TwoChannels()
+    for m in range(2):
+        independent = image_arp(model(x), model(info["candidates"][m]), targets, losses)
+        assert torch.allclose(info["damage"][m].double(), independent)
+    assert (info["damage"].max(0).values > 100).all()
 
 
 def test_absolute_criterion_ranks_by_summed_losses():

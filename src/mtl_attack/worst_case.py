@@ -6,6 +6,7 @@ Pure functions over per-image statistics (``stats[task][name]`` ``[N, ...]``, se
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -23,14 +24,22 @@ TOLERANCE = 1e-6
 
 def per_image_arp(clean: stats.Stats, attacked: stats.Stats, scorers: Mapping[str, stats.Scorer],
                   directions: Mapping[str, Mapping[str, bool]]) -> np.ndarray:
-    """Overall ARP (%) of each image on its own: ``[N]`` (image n's metrics from its statistics only)."""
+    """Overall ARP (%) of each image on its own: ``[N]`` (image n's metrics from its statistics only).
+
+    A metric that is 0 on the clean image is left out of that image's ARP (as :func:`arp`
+    does, without its warning); an image where no metric is usable gets NaN."""
     n = stats.image_count(clean)
     out = np.empty(n)
     for i in range(n):
         weights = np.zeros(n)
         weights[i] = 1.0
-        out[i] = arp(stats.metrics_of(clean, scorers, weights), stats.metrics_of(attacked, scorers, weights),
-                     directions)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one image often has a metric at 0 (e.g. no pixel within 11.25)
+            try:
+                out[i] = arp(stats.metrics_of(clean, scorers, weights), stats.metrics_of(attacked, scorers, weights),
+                             directions)[0]
+            except ValueError:
+                out[i] = np.nan
     return out
 
 

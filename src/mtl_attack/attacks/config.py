@@ -107,8 +107,9 @@ class AttackConfig:
     # single_*_<optimizer> stands for one Single-x member per task. None = the default
     # list (attacks.ensemble.DEFAULT_MEMBERS). Members share every other field here.
     members: Optional[List[str]] = None
-    # optimizer=ensemble: how one image's candidates are ranked (plain task losses).
-    ensemble_criterion: EnsembleCriterion = EnsembleCriterion.relative
+    # optimizer=ensemble: how one image's candidates are ranked: its own ARP from the
+    # tasks' metrics (arp), or the plain task losses (relative, absolute).
+    ensemble_criterion: EnsembleCriterion = EnsembleCriterion.arp
     # Speed (docs/performance.md): arithmetic of the model's passes inside the attack,
     # the model and its input in channels_last memory format, and torch.compile of
     # the model (once per attack and model; falls back to eager with a warning).

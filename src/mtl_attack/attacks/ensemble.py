@@ -2,11 +2,16 @@
 
 Each member is a whole attack (an optimizer with an objective, e.g. DGBA-APGD); the
 ensemble runs every member on the batch and keeps, for each image, the member's
-adversarial image with the highest damage by the criterion (:func:`damage`), computed
-with the plain task losses the caller passed, whatever each member maximised:
+adversarial image with the highest damage by the criterion, whatever each member maximised:
 
-- relative (default): sum_i (L_i(x') - L_i(x)) / L_i(x) over every task, the paper's
-  per-image measure of multi-task damage (Alg. 1);
+- arp (default): the image's own ARP (%), each task's metrics on that image alone
+  against the clean image's (:func:`image_arp`), so the choice ranks by what is
+  reported, as AutoAttack ranks by misclassification rather than by loss; needs the
+  tasks' losses as :class:`~mtl_attack.batches.TaskLoss` (``batches.attack_inputs``);
+- relative: sum_i (L_i(x') - L_i(x)) / L_i(x) over every task with the plain task
+  losses the caller passed, the paper's per-image measure of multi-task damage
+  (Alg. 1) (:func:`damage`). Unbounded losses let one task's loss dominate it at large
+  eps, where it can keep images of lower ARP;
 - absolute: sum_i L_i(x').
 
 Ties go to the member listed first. Members are preset names (``dgba_apgd``,
@@ -27,8 +32,9 @@ from .attack import MultiTaskAttack, _check_inputs, eval_mode
 from .config import AttackConfig, ObjectiveName, OptimizerName
 from .modes import EnsembleCriterion
 from .problem import relative_increase
+from ..worst_case import per_image_arp
 
-__all__ = ["DEFAULT_MEMBERS", "EnsembleAttack", "damage", "resolve_members", "pick_per_image"]
+__all__ = ["DEFAULT_MEMBERS", "EnsembleAttack", "damage", "image_arp", "resolve_members", "pick_per_image"]
 
 # The default members: the two multi-task objectives that win most often in the paper's
 # tables and every single-task attack, all with APGD.
@@ -45,6 +51,31 @@ def damage(losses: Mapping[str, Tensor], clean: Mapping[str, Tensor],
     if criterion is EnsembleCriterion.relative:
         return relative_increase(losses, clean, tasks)
     return sum(losses[t] for t in tasks)
+
+
+def image_arp(clean_out: Mapping[str, Tensor], adv_out: Mapping[str, Tensor], targets: Mapping[str, object],
+              losses: Mapping[str, Callable]) -> Tensor:
+    """Each image's own ARP (%) ``[B]`` (float64, CPU) of the model's outputs ``adv_out`` on
+    adversarial images against ``clean_out`` on the clean ones (task -> ``[B, C, h, w]``):
+    the tasks' metrics (from ``losses[t].task``, a :class:`~mtl_attack.batches.TaskLoss`)
+    on that image alone; targets[t] = (target, mask). NaN where no metric is usable."""
+    tasks = {}
+    for name, fn in losses.items():
+        task = getattr(fn, "task", None)
+        if task is None:
+            raise ValueError("ensemble_criterion=arp ranks by the tasks' metrics and needs TaskLoss losses "
+                             "(mtl_attack.batches.attack_inputs); with other losses use ensemble_criterion=relative")
+        tasks[name] = task
+    clean_stats, adv_stats, scorers = {}, {}, {}
+    for name, task in tasks.items():
+        target, mask = targets[name]
+        for stats_of, out in ((clean_stats, clean_out), (adv_stats, adv_out)):
+            meter = task.meter()
+            meter.update(out[name], target, mask)
+            stats_of[name] = meter.image_stats()
+        scorers[name] = meter.score
+    directions = {name: dict(task.metrics) for name, task in tasks.items()}
+    return torch.from_numpy(per_image_arp(clean_stats, adv_stats, scorers, directions))
 
 
 def pick_per_image(scores: Tensor) -> Tensor:
@@ -142,11 +173,16 @@ class EnsembleAttack:
         members = self.members(list(losses))
         candidates, scores = [], []
         with eval_mode(model), torch.no_grad():
-            clean = _plain_losses(model, images, targets, losses)
+            clean_out = model(images)
+            clean = _plain_losses(clean_out, targets, losses)
         for _, attack in members:
             x_adv = attack(model, images, targets, losses, eps=eps)
             with eval_mode(model), torch.no_grad():
-                scores.append(damage(_plain_losses(model, x_adv, targets, losses), clean, self.criterion))
+                out = model(x_adv)
+                if self.criterion is EnsembleCriterion.arp:
+                    scores.append(image_arp(clean_out, out, targets, losses).to(images.device))
+                else:
+                    scores.append(damage(_plain_losses(out, targets, losses), clean, self.criterion))
             candidates.append(x_adv)
         stacked, score = torch.stack(candidates), torch.stack(scores)
         winner = pick_per_image(score)
@@ -157,7 +193,6 @@ class EnsembleAttack:
                         "candidates": stacked}
 
 
-def _plain_losses(model, x: Tensor, targets, losses) -> dict[str, Tensor]:
-    """The caller's per-task losses ``[B]`` at ``x`` (what the criterion ranks by)."""
-    out = model(x)
+def _plain_losses(out: Mapping[str, Tensor], targets, losses) -> dict[str, Tensor]:
+    """The caller's per-task losses ``[B]`` of the model's outputs ``out``."""
     return {t: fn(out[t], targets[t]).detach().float() for t, fn in losses.items()}

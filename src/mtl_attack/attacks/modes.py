@@ -72,10 +72,13 @@ class RegressionLoss(Enum):
 
 
 class EnsembleCriterion(Enum):
-    """How the ensemble ranks its members' adversarial images of one image (plain task losses).
+    """How the ensemble ranks its members' adversarial images of one image.
 
-    relative: sum_i (L_i(x') - L_i(x)) / L_i(x) over every task. absolute: sum_i L_i(x').
+    arp: the image's own ARP (%), from the tasks' metrics on that image alone.
+    relative: sum_i (L_i(x') - L_i(x)) / L_i(x) over every task (plain task losses).
+    absolute: sum_i L_i(x').
     """
 
+    arp = "arp"
     relative = "relative"
     absolute = "absolute"
