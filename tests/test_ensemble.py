@@ -230,3 +230,8 @@ def test_runner_job_records_members_and_keeps_each_images_winner(tmp_path):
     table = (tmp_path / "report" / "ensemble_eps4.md").read_text()
     assert any(p.name == "ensemble_eps4.csv" for p in written)
     assert "single_normal_pgd" in table and "ensemble - strongest" in table
+    # The default criterion ranks by each image's own ARP, so it never disagrees with it.
+    assert row["ensemble_criterion"] == entry["criterion"] == "arp"
+    assert entry["disagreement"]["per_image"] == 0.0
+    summary = next(p for p in written if p.suffix == ".md" and "ARP on that image alone" in p.read_text())
+    assert "ensemble_criterion=arp" in summary.read_text()

@@ -252,11 +252,11 @@ def test_several_settings_are_split(results, tmp_path):
 
 # ---------------------------------------------------------------- first places from per-image statistics
 
-def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS", surrogate=None):
+def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS", surrogate=None, loss=None):
     """A job on a one-task dataset scored by its loss, with its per-image statistics file
-    (black-box from ``surrogate`` when given)."""
+    (black-box from ``surrogate`` when given; maximising the harder task loss ``loss`` when given)."""
     opt, obj = attack.split("_")[1], attack.split("_")[0]
-    job = root / f"{model},{attack},seed={seed}"
+    job = root / f"{model},{attack},seed={seed}" if loss is None else root / f"{model},{attack},{loss},seed={seed}"
     ones = np.ones(len(clean_losses))
     records.write_image_stats(job / records.STATS_NAME, {
         "clean": {"t": {"loss": np.asarray(clean_losses, float), "count": ones}},
@@ -264,7 +264,8 @@ def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS",
     value = 100 * (np.mean(attacked_losses) - np.mean(clean_losses)) / np.mean(clean_losses)
     rec = {"status": "done", "job": {"name": job.name, "dir": str(job)},
            "config": {"dataset": {"name": "mine"}, "backbone": {"name": "mine"}, "eps": 4.0, "seed": seed},
-           "model": {"label": model}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0},
+           "model": {"label": model}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0,
+                                                  "losses": {"t": loss or "plain"}},
            "threat": "black-box" if surrogate else "white-box",
            "surrogate": {"label": surrogate} if surrogate else None,
            "directions": {"t": {"loss": False}},
@@ -327,6 +328,34 @@ def test_study_tables_use_the_paired_first_places(tmp_path):
     assert wb.count("**") == 0 and wb.count("*") == 4  # two italic cells: a tie
     md = (out / "report.md").read_text()
     assert "ahead of the runner-up beyond the paired 95% bootstrap interval" in md and "First places: DGBA 1." in md
+
+
+def test_harder_losses_are_compared_with_the_plain_ones_on_the_same_images(tmp_path):
+    """DGBA with a harder loss raises every image's loss from 1.5x to 2x clean: +50 ARP points with
+    a degenerate interval (every resample agrees); Total's harder loss moves losses by noise only
+    (cannot tell); an attack without a plain run is left out."""
+    rng = np.random.default_rng(2)
+    clean = rng.uniform(1, 2, 40)
+    _stats_record(tmp_path, "dgba_pgd", 0, clean, clean * 1.5)
+    _stats_record(tmp_path, "dgba_pgd", 0, clean, clean * 2.0, loss="clipped")
+    noise = rng.normal(0, 0.2, (2, 40))
+    _stats_record(tmp_path, "total_pgd", 0, clean, clean * (1.8 + noise[0]).clip(1.01))
+    _stats_record(tmp_path, "total_pgd", 0, clean, clean * (1.8 + noise[1]).clip(1.01), loss="clipped")
+    _stats_record(tmp_path, "dgba_apgd", 0, clean, clean * 3.0, loss="clipped")
+    keyed = report.attack_keys(report.load_results([tmp_path]))
+    gains = report.significance.loss_gains(keyed).set_index(["objective", "measure"])
+    assert list(gains.index.get_level_values(0).unique()) == ["dgba", "total"] and set(gains["optimizer"]) == {"pgd"}
+    dgba = gains.loc[("dgba", "overall")]
+    assert (dgba["plain"], dgba["harder"]) == pytest.approx((50.0, 100.0))
+    assert (dgba["difference"], dgba["lo"], dgba["hi"]) == pytest.approx((50.0, 50.0, 50.0))
+    assert dgba["verdict"] == "raises" and gains.loc[("dgba", "t"), "difference"] == pytest.approx(50.0)
+    total = gains.loc[("total", "overall")]
+    assert total["lo"] < 0 < total["hi"] and total["verdict"] == "cannot tell"
+    out = tmp_path / "report"
+    report.write_report(report.load_results([tmp_path]), out)
+    table = (out / "loss_gains_eps4.md").read_text()
+    assert "| AS PGD DGBA [clipped] | +50.00 [+50.00, +50.00] raises |" in table
+    assert "raised in 1, lowered in 0, cannot tell in 1 of 2 cases" in (out / "report.md").read_text()
 
 
 # ---------------------------------------------------------------- damaged records and files

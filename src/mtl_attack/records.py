@@ -173,7 +173,8 @@ def flatten(record: dict) -> dict:
     params_paper_M, attack_s, total_s. Ensemble jobs add, per member m: member_arp_<m> with
     member_arp_<m>_lo/_hi (its ARP on the same images), ensemble_minus_<m> with _lo/_hi (the
     paired interval), member_wins_<m> (images kept from it); and ensemble_strongest,
-    ensemble_disagree_images (fraction), ensemble_below_strongest.
+    ensemble_criterion (how images were ranked), ensemble_disagree_images (fraction),
+    ensemble_below_strongest.
     """
     cfg = record.get("config", {})
     att = record.get("attack", {})
@@ -246,6 +247,7 @@ def flatten(record: dict) -> dict:
                 ensemble["difference"][m]
             row[f"member_wins_{m}"] = ensemble["wins"][m]
         row["ensemble_strongest"] = ensemble["strongest_member"]
+        row["ensemble_criterion"] = ensemble.get("criterion")
         row["ensemble_disagree_images"] = ensemble["disagreement"]["per_image"]
         row["ensemble_below_strongest"] = ensemble["disagreement"]["dataset"]
     for name, value in (record.get("timings") or {}).items():

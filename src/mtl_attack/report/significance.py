@@ -63,16 +63,17 @@ def _scorers(runs) -> dict:
     return {task: SCORERS[kind] for task, kind in kinds.items()}
 
 
-def pair_verdict(rows_a: pd.DataFrame, rows_b: pd.DataFrame, directions: dict) -> stats.Interval | None:
-    """ARP of the jobs ``rows_a`` minus ``rows_b`` (same model, same images) with its paired interval
-    over images and the seeds both hold; None when their statistics are missing."""
+def pair_verdict(rows_a: pd.DataFrame, rows_b: pd.DataFrame, directions: dict,
+                 task: str | None = None) -> stats.Interval | None:
+    """ARP (overall, or ``task``'s) of the jobs ``rows_a`` minus ``rows_b`` (same model, same images)
+    with its paired interval over images and the seeds both hold; None when their statistics are missing."""
     runs_a, runs_b = _runs(rows_a), _runs(rows_b)
     seeds = sorted(set(runs_a) & set(runs_b), key=str)
     if not seeds:
         return None
     pick = lambda runs: [runs[s][:2] for s in seeds]  # noqa: E731
     try:
-        return stats.paired_difference(pick(runs_a), pick(runs_b), _scorers(runs_a), directions)
+        return stats.paired_difference(pick(runs_a), pick(runs_b), _scorers(runs_a), directions, task=task)
     except (ValueError, KeyError):
         return None  # statistics of other images or tasks: not comparable
 
@@ -145,3 +146,42 @@ def cell_intervals(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "mode
                         "lo": lo, "hi": hi, "seeds": len(per_seed),
                         "sd_seeds": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else np.nan})
     return pd.DataFrame(out, columns=["row", "optimizer", "objective", "arp", "lo", "hi", "seeds", "sd_seeds"])
+
+
+GAIN_COLUMNS = ["model", "optimizer", "objective", "losses", "measure", "plain", "harder",
+                "difference", "lo", "hi", "verdict"]
+
+
+def loss_gains(part: pd.DataFrame) -> pd.DataFrame:
+    """Each attack that maximised harder losses against the same attack with the plain losses, on the
+    same model and images (``part``: :func:`~mtl_attack.report.load.attack_keys` rows at one eps).
+
+    Long format, one row per (model, optimizer, objective, losses, measure), measure "overall" or a
+    task: plain and harder ARP (%, mean over seeds), harder - plain with its paired 95% interval
+    over images and seeds, and verdict "raises" / "lowers" (interval beside 0) or "cannot tell"
+    (interval holds 0, or no statistics: lo/hi NaN). objective is the plain one's key.
+    """
+    losses = part["attack_losses"].where(part["attack_losses"].notna(), "").astype(str) \
+        if "attack_losses" in part.columns else pd.Series("", index=part.index)
+    base = part["objective"].astype(str).str.replace(r" \[[^\]]*\]$", "", regex=True)
+    harder = part[losses != ""]
+    if harder.empty:
+        return pd.DataFrame(columns=GAIN_COLUMNS)
+    directions = metric_directions(part)
+    out = []
+    for (model, opt, obj, loss), rows in harder.groupby([harder["model"], harder["optimizer"], base[harder.index],
+                                                        losses[harder.index]], sort=False):
+        plain = part[(part["model"] == model) & (part["optimizer"] == opt) & (base == obj) & (losses == "")]
+        if plain.empty:
+            continue
+        for measure in ["overall", *directions]:
+            col = "arp" if measure == "overall" else f"arp_{measure}"
+            diff = pair_verdict(rows, plain, directions, task=None if measure == "overall" else measure)
+            lo, hi = (diff.lo, diff.hi) if diff else (np.nan, np.nan)
+            verdict = {"A": "raises", "B": "lowers"}.get(stats.verdict(diff), "cannot tell") if diff else "cannot tell"
+            mean_h, mean_p = (pd.to_numeric(r[col], errors="coerce").mean() for r in (rows, plain))
+            out.append({"model": model, "optimizer": opt, "objective": obj, "losses": loss, "measure": measure,
+                        "plain": mean_p, "harder": mean_h,
+                        "difference": diff.value if diff else mean_h - mean_p, "lo": lo, "hi": hi,
+                        "verdict": verdict})
+    return pd.DataFrame(out, columns=GAIN_COLUMNS)

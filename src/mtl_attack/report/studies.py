@@ -21,7 +21,7 @@ from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, op
                      task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
-from .significance import cell_intervals, first_places
+from .significance import cell_intervals, first_places, loss_gains
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, ensemble_markdown_table,
                            ensemble_rows, ensemble_table, single_x, trained_models,
@@ -270,6 +270,17 @@ def _ensemble_cases(s: Setting) -> list[float]:
     return s.eps_levels(ensemble_rows(s.rows))
 
 
+_CRITERION_WORDS = {"arp": "ARP on that image alone", "relative": "summed relative loss increase",
+                    "absolute": "summed attacked loss"}
+
+
+def _criterion_words(rows: pd.DataFrame) -> str:
+    """The ensemble rows' ranking rule(s) in words; tables from before the column ranked by relative."""
+    col = rows["ensemble_criterion"] if "ensemble_criterion" in rows else pd.Series(dtype=object)
+    found = sorted(set(col.dropna().astype(str))) or ["relative"]
+    return " or ".join(_CRITERION_WORDS.get(c, c) for c in found) + f" (ensemble_criterion={'/'.join(found)})"
+
+
 def _ensemble_section(s: Setting, e: float) -> list[str]:
     k = fmt_eps(e)
     table = ensemble_table(s.rows, e)
@@ -279,12 +290,57 @@ def _ensemble_section(s: Setting, e: float) -> list[str]:
            + to_markdown(ensemble_markdown_table(table), params={}))
     below = table[table["ensemble - strongest hi"] < 0]
     return [f"### Worst-case ensemble, eps {k}", "",
-            "Each image keeps the member's adversarial image with the highest summed relative loss increase; "
+            f"Each image keeps the member's adversarial image with the highest {_criterion_words(s.rows)}; "
             "every member is scored on the same images (ARP [95% bootstrap interval]); ensemble - strongest: "
             "the paired interval against the member with the highest ARP; disagree images: where the member "
             "kept is not the one with the highest ARP on that image alone.", "",
             f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv)). Models where the ensemble falls below its "
             f"strongest member beyond noise: {', '.join(map(str, below.index)) or 'none'}.", ""]
+
+
+# ---------------------------------------------------------------- harder attack losses
+
+def _harder(rows: pd.DataFrame) -> pd.DataFrame:
+    part = clean_white_box(rows)
+    if "attack_losses" not in part.columns:
+        return part.iloc[:0]
+    return part[part["attack_losses"].notna() & (part["attack_losses"].astype(str) != "")]
+
+
+def _loss_cases(s: Setting) -> list[float]:
+    return s.eps_levels(_harder(s.rows))
+
+
+def _gain_cell(row: pd.Series) -> str:
+    if pd.isna(row["lo"]):
+        return f"{row['difference']:+.2f} (no intervals)"
+    return f"{row['difference']:+.2f} [{row['lo']:+.2f}, {row['hi']:+.2f}] {row['verdict']}"
+
+
+def _loss_section(s: Setting, e: float) -> list[str]:
+    k = fmt_eps(e)
+    gains = loss_gains(at_eps(clean_white_box(s.rows), e))
+    if gains.empty:
+        return [f"### Harder attack losses, eps {k}", "", "No plain-loss run of the same attacks to compare with.", ""]
+    stem = f"{s.prefix}loss_gains_eps{k}"
+    s.csv(stem, gains, index=False)
+    gains = gains.assign(attack=[f"{m} {attack_label(o, b)} [{l}]" for m, o, b, l in
+                                 zip(gains["model"], gains["optimizer"], gains["objective"], gains["losses"])])
+    wide = gains.assign(cell=gains.apply(_gain_cell, axis=1)).pivot(index="attack", columns="measure", values="cell")
+    wide = wide.loc[list(dict.fromkeys(gains["attack"])), list(dict.fromkeys(gains["measure"]))]
+    wide.columns = [c if c == "overall" else task_label(c) for c in wide.columns]
+    s.text(stem, f"# Harder attack losses, {s.dataset} / {s.backbone}, eps {k}\n\n"
+           + to_markdown(wide.rename_axis("model attack [losses]"), params={}))
+    overall = gains[gains["measure"] == "overall"]
+    counts = overall["verdict"].value_counts()
+    return [f"### Harder attack losses, eps {k}", "",
+            "Each attack that maximised harder losses (docs/attack_losses.md) against the same attack with the "
+            "plain losses on the same model and images: ARP harder - plain, overall and per task, with the paired "
+            "95% bootstrap interval over images and seeds; the metrics are the same, only what the attack "
+            "maximises differs.", "",
+            f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv)). Overall ARP: raised in "
+            f"{counts.get('raises', 0)}, lowered in {counts.get('lowers', 0)}, cannot tell in "
+            f"{counts.get('cannot tell', 0)} of {len(overall)} cases.", ""]
 
 
 STUDIES: tuple[Study, ...] = (
@@ -293,6 +349,7 @@ STUDIES: tuple[Study, ...] = (
     Study("transferability", _transferability_cases, _transferability_section),
     Study("attacks on clean models", _attack_cases, _attack_section),
     Study("worst-case ensemble", _ensemble_cases, _ensemble_section),
+    Study("harder attack losses", _loss_cases, _loss_section),
 )
 
 
