@@ -78,12 +78,13 @@ def test_summary_values(sweep):
     assert four["strongest_single"] == {"member": "total_apgd", "arp": [28.0, 26.0, 30.0]}
     assert four["ensemble_minus_strongest"] == [2.0, 1.5, 2.5]
     assert four["wins"] == {"dgba_apgd": 3, "total_apgd": 4} and four["images"] == 8
+    assert four["criterion"] == "relative"
 
 
 def test_markdown_rows(sweep):
     text = summary_markdown(robustness_summary(_records(sweep)))
     assert "## synth_nyuv2 AS resnet34 x0.25, seed 0" in text
-    assert "Clean: Segm miou 0.46; Norm angle_mean 12.50 (8 test images)" in text
+    assert "Clean: Segm miou 0.46; Norm angle_mean 12.50 (8 test images); images ranked by ensemble_criterion=relative" in text
     assert ("| 4 | 30.00 [28.00, 32.00] | 31.00 [29.00, 33.00] | 29.00 [27.00, 31.00] | total_apgd "
             "| 28.00 [26.00, 30.00] | 2.00 [1.50, 2.50] |") in text
     assert text.index("| 1 | 10.00") < text.index("| 4 | 30.00")

@@ -106,6 +106,7 @@ def _row(record: dict) -> dict:
         "ensemble_minus_strongest": list(ens["difference"][strongest]),
         "wins": dict(ens["wins"]),
         "images": (record.get("stats") or {}).get("images"),
+        "criterion": ens.get("criterion"),  # how images were ranked (ensemble_criterion)
     }
 
 
@@ -114,7 +115,8 @@ def robustness_summary(records: list[dict]) -> list[dict]:
     {"model": name, "dataset", "seed", "clean": {task: {metric: value}}, "directions":
     {task: {metric: higher_is_better}}, "by_eps": [{"eps", "arp": {"overall": [v, lo, hi],
     "per_task": {task: [v, lo, hi]}}, "strongest_single": {"member", "arp": [v, lo, hi]},
-    "ensemble_minus_strongest": [d, lo, hi], "wins": {member: images}, "images": N}, ...]}.
+    "ensemble_minus_strongest": [d, lo, hi], "wins": {member: images}, "images": N,
+    "criterion": the ensemble's per-image ranking}, ...]}.
 
     ARP in percent with its 95% bootstrap interval; eps in pixel units out of 255, rows
     sorted by eps. Only done ensemble records count. Raises ValueError when there is none,
@@ -160,7 +162,9 @@ def summary_markdown(summary: list[dict]) -> str:
         out += [f"## {entry['model']}", ""]
         clean = "; ".join(f"{task_label(t)} " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
                           for t, metrics in entry["clean"].items())
-        out += [f"Clean: {clean or '-'}" + (f" ({images} test images)" if images else ""), ""]
+        criteria = sorted({str(r.get("criterion")) for r in entry["by_eps"] if r.get("criterion")})
+        out += [f"Clean: {clean or '-'}" + (f" ({images} test images)" if images else "")
+                + (f"; images ranked by ensemble_criterion={'/'.join(criteria)}" if criteria else ""), ""]
         head = ["eps", "overall ARP"] + [f"{task_label(t)} ARP" for t in tasks] + \
                ["strongest single", "its ARP", "ensemble - strongest"]
         out += ["| " + " | ".join(head) + " |", "|---:|" + "---:|" * (len(tasks) + 1) + "---|---:|---:|"]
