@@ -400,7 +400,7 @@ def test_metric_directions_of_old_tables(studies, tmp_path):
 def test_studies_are_declared_once_and_skipped_without_rows(studies, tmp_path):
     """Each study is one declaration; a setting without a study's rows has no case of it."""
     assert [s.name for s in report.STUDIES] == ["adversarial training", "black-box transfer", "transferability",
-                                                "attacks on clean models", "worst-case ensemble"]
+                                                "attacks on clean models", "worst-case ensemble", "harder attack losses"]
     clean = studies[(studies["threat"] == "white-box") & studies["train_attack"].isna()]
     names = {p.name for p in report.write_report(clean[clean["eps"] == 8.0], tmp_path / "r")}
     assert names == {"table_arp_eps8.md", "table_arp_eps8.csv", "per_task_arp_eps8.csv", "per_task_arp_eps8.png",
