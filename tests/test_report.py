@@ -358,6 +358,52 @@ def test_harder_losses_are_compared_with_the_plain_ones_on_the_same_images(tmp_p
     assert "raised in 1, lowered in 0, cannot tell in 1 of 2 cases" in (out / "report.md").read_text()
 
 
+def _single_t_record(root, model, blocks, factor_u, seed=0):
+    """A Single-t PGD job on a two-task dataset (t, u, both scored by their loss) that doubles
+    every image's t loss and multiplies u's by ``factor_u``; ``blocks`` leading shared blocks."""
+    job = root / f"{model},single_t_pgd,seed={seed}"
+    clean_t = np.array([1.0, 2.0, 4.0, 3.0, 2.5])
+    clean_u = clean_t[::-1].copy()
+    ones = np.ones_like(clean_t)
+    records.write_image_stats(job / records.STATS_NAME, {
+        "clean": {"t": {"loss": clean_t, "count": ones}, "u": {"loss": clean_u, "count": ones}},
+        "attacked": {"t": {"loss": 2 * clean_t, "count": ones}, "u": {"loss": factor_u * clean_u, "count": ones}}},
+        {"t": "loss", "u": "loss"})
+    per_task = {"t": 100.0, "u": 100 * (factor_u - 1)}
+    overall = float(np.mean(list(per_task.values())))
+    rec = {"status": "done", "job": {"name": job.name, "dir": str(job)},
+           "config": {"dataset": {"name": "mine"}, "backbone": {"name": "mine"}, "eps": 4.0, "seed": seed},
+           "model": {"label": model, "shared_blocks": blocks},
+           "attack": {"name": "single_t_pgd", "optimizer": "pgd", "objective": "single", "target_task": "t",
+                      "eps": 4.0},
+           "directions": {"t": {"loss": False}, "u": {"loss": False}},
+           "metrics": {"clean": {"t": {"loss": clean_t.mean()}, "u": {"loss": clean_u.mean()}},
+                       "attacked": {"t": {"loss": 2 * clean_t.mean()}, "u": {"loss": factor_u * clean_u.mean()}}},
+           "arp": {"overall": overall, "per_task": per_task},
+           "stats": {"file": records.STATS_NAME, "images": len(clean_t),
+                     "arp": {"overall": [overall] * 3, "per_task": {t: [v] * 3 for t, v in per_task.items()}}}}
+    atomic.write_json(job / records.RECORD_NAME, rec)
+
+
+def test_transferability_has_intervals_and_a_paired_trend(tmp_path):
+    """Single-t hurts u by half its own damage on AS (0.5), a quarter on #41 and a tenth on IND
+    (0.1), on every image alike: zero-width intervals, and AS - IND = +0.40 rises with sharing."""
+    for model, blocks, factor in (("AS", 5, 1.5), ("#41", 3, 1.25), ("IND", 0, 1.1)):
+        _single_t_record(tmp_path, model, blocks, factor)
+    keyed = report.attack_keys(report.load_results([tmp_path]))
+    per_model, trend = report.significance.transferability_intervals(report.study_tables.single_x(keyed))
+    got = per_model.set_index("model")
+    assert got.loc["AS", ["transferability", "lo", "hi"]].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert got.loc["IND", "transferability"] == pytest.approx(0.1) and got.loc["#41", "shared_blocks"] == 3
+    (row,) = trend.itertuples()
+    assert (row.most, row.fewest, row.verdict) == ("AS", "IND", "rises with sharing")
+    assert (row.difference, row.lo, row.hi) == pytest.approx((0.4, 0.4, 0.4))
+    out = tmp_path / "report"
+    report.write_report(report.load_results([tmp_path]), out)
+    assert "PGD Single-t AS - IND +0.40 [+0.40, +0.40] rises with sharing" in (out / "report.md").read_text()
+    assert len(pd.read_csv(out / "transferability_intervals.csv")) == 3
+
+
 # ---------------------------------------------------------------- damaged records and files
 
 def _truncate(path, keep=0.5):

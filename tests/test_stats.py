@@ -136,3 +136,37 @@ def test_paired_difference_of_one_task_is_that_tasks_arp_difference():
     one = stats.paired_difference([(clean, a)], [(clean, b)], SCORERS, DIRECTIONS, n_boot=50, task="t")
     assert one == whole
     assert one.value == pytest.approx(200.0 - 50.0)  # mean loss 3 vs 1.5 against 1: +200% and +50%
+
+
+def _two_task_run(clean_t, factor_t, factor_u):
+    """(clean, attacked) stats of two loss-scored tasks t and u; the attack multiplies each
+    image's loss by the factor of its task."""
+    clean_t = np.asarray(clean_t, dtype=np.float64)
+    clean_u = clean_t[::-1].copy()
+    ones = np.ones_like(clean_t)
+    clean = {"t": {"loss": clean_t, "count": ones}, "u": {"loss": clean_u, "count": ones}}
+    attacked = {"t": {"loss": clean_t * factor_t, "count": ones}, "u": {"loss": clean_u * factor_u, "count": ones}}
+    return clean, attacked
+
+
+TWO = {"t": LossMeter(l1_loss).score, "u": LossMeter(l1_loss).score}
+TWO_DIRECTIONS = {"t": {"loss": False}, "u": {"loss": False}}
+
+
+def test_transferability_interval_known_ratios_and_paired_difference():
+    """Single-t doubles t's losses (ARP 100 on every resample) and raises u's by half (ARP 50):
+    transferability 0.5 with a zero-width interval; against a model where u rises by a quarter
+    the paired difference is exactly 0.25; two seeds (0.5 and 0.3) average to 0.4."""
+    losses = [1.0, 2.0, 4.0, 3.0]
+    a, b, c = _two_task_run(losses, 2.0, 1.5), _two_task_run(losses, 2.0, 1.25), _two_task_run(losses, 2.0, 1.3)
+    one = stats.transferability_interval([a], TWO, TWO_DIRECTIONS, "t", n_boot=50)
+    assert (one.value, one.lo, one.hi) == pytest.approx((0.5, 0.5, 0.5))
+    diff = stats.transferability_interval([a], TWO, TWO_DIRECTIONS, "t", runs_b=[b], n_boot=50)
+    assert (diff.value, diff.lo, diff.hi) == pytest.approx((0.25, 0.25, 0.25))
+    seeds = stats.transferability_interval([a, c], TWO, TWO_DIRECTIONS, "t", n_boot=200)
+    assert seeds.value == pytest.approx(0.4) and (seeds.lo, seeds.hi) == pytest.approx((0.3, 0.5))
+    # The target task untouched: its ARP is 0, the ratio undefined, the interval decides nothing.
+    flat = stats.transferability_interval([_two_task_run(losses, 1.0, 1.5)], TWO, TWO_DIRECTIONS, "t", n_boot=20)
+    assert np.isnan(flat.lo) and np.isnan(flat.hi) and not flat.excludes_zero
+    with pytest.raises(ValueError, match="same seeds"):
+        stats.transferability_interval([a], TWO, TWO_DIRECTIONS, "t", runs_b=[b, c])

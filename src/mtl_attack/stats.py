@@ -183,6 +183,52 @@ def paired_difference(runs_a: Sequence[tuple[Stats, Stats]], runs_b: Sequence[tu
     return Interval(float(np.mean(points)), lo, hi)
 
 
+def _ratio(per_task: Mapping[str, np.ndarray], task: str) -> np.ndarray:
+    """Transferability per resample (:func:`mtl_attack.scores.transferability`, vectorised):
+    mean over the other tasks' ARP / ``task``'s ARP; NaN where ``task``'s ARP is not positive."""
+    own = np.asarray(per_task[task], dtype=np.float64)
+    others = np.mean([np.asarray(v, dtype=np.float64) for t, v in per_task.items() if t != task], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(own > 0, others / own, np.nan)
+
+
+def transferability_interval(runs_a: Sequence[tuple[Stats, Stats]], scorers: Mapping[str, Scorer],
+                             directions: Mapping[str, Mapping[str, bool]], task: str,
+                             runs_b: Sequence[tuple[Stats, Stats]] | None = None,
+                             n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> Interval:
+    """Transferability of Single-``task`` (mean ARP of the other tasks / ARP of ``task``,
+    paper Table 7) with its interval over images and seeds.
+
+    runs_a: per training seed, (clean stats, stats attacked by Single-``task``) on N images.
+    With ``runs_b`` (another model's, same seeds and images), the value is A's minus B's and
+    the interval is paired: every resample draws the same images and seeds for both. The
+    value is the mean over seeds. lo and hi are NaN when some resample leaves ``task``'s ARP
+    not positive (the ratio is undefined there), so the interval decides nothing.
+    """
+    if runs_b is not None and len(runs_b) != len(runs_a):
+        raise ValueError(f"paired runs need the same seeds: {len(runs_a)} vs {len(runs_b)}")
+    both = [*runs_a, *(runs_b or [])]
+    n = image_count(runs_a[0][0])
+    if any(image_count(r[0]) != n or image_count(r[1]) != n for r in both):
+        raise ValueError("transferability runs must hold the same test images")
+    counts = resample_counts(n, n_boot, seed)
+
+    def per_run(runs):
+        samples = [_ratio(arp_samples(*r, scorers, directions, counts)["per_task"], task) for r in runs]
+        points = [float(_ratio({t: np.array([v]) for t, v in _point(r, scorers, directions)[1].items()}, task)[0])
+                  for r in runs]
+        return points, samples
+
+    points, samples = per_run(runs_a)
+    if runs_b is not None:
+        points_b, samples_b = per_run(runs_b)
+        points = [a - b for a, b in zip(points, points_b)]
+        samples = [a - b for a, b in zip(samples, samples_b)]
+    averaged = _seed_average(samples, _seed_counts(len(runs_a), n_boot, seed))
+    lo, hi = (np.nan, np.nan) if np.isnan(averaged).any() else percentile_interval(averaged, level)
+    return Interval(float(np.mean(points)), lo, hi)
+
+
 def verdict(difference: Interval) -> str:
     """"A" when A's ARP is higher beyond doubt (interval above 0), "B" when below, else "tie"."""
     if difference.lo > 0:

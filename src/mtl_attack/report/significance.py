@@ -185,3 +185,56 @@ def loss_gains(part: pd.DataFrame) -> pd.DataFrame:
                         "difference": diff.value if diff else mean_h - mean_p, "lo": lo, "hi": hi,
                         "verdict": verdict})
     return pd.DataFrame(out, columns=GAIN_COLUMNS)
+
+
+def transferability_intervals(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Intervals of Table 7's transferability from the Single-x jobs ``part`` (clean-trained,
+    white-box, one eps; :func:`~mtl_attack.report.study_tables.single_x` rows).
+
+    Returns (per_model, trend). per_model: columns optimizer, attacked_task, model,
+    shared_blocks, transferability, lo, hi (95% over images and seeds; NaN without statistics
+    or where a resample leaves the attacked task unhurt). trend: per (optimizer, attacked_task),
+    the model with the most shared blocks minus the one with the fewest, paired on the same
+    images and seeds: columns optimizer, attacked_task, most, fewest, difference, lo, hi,
+    verdict ("rises with sharing" / "falls with sharing" / "cannot tell").
+    """
+    per_model, trend = [], []
+    directions = metric_directions(part) if len(part) else {}
+    for (opt, obj), rows in part.groupby(["optimizer", "objective"], sort=False):
+        task = str(obj)[len("single_"):]
+        runs = {}
+        for model, group in rows.groupby("model", sort=False):
+            run = _runs(group)
+            runs[model] = (int(group["shared_blocks"].iloc[0]), run)
+            ci = None
+            if run:
+                try:
+                    ci = stats.transferability_interval([r[:2] for r in run.values()], _scorers(run), directions, task)
+                except (ValueError, KeyError):
+                    ci = None
+            per_model.append({"optimizer": opt, "attacked_task": task, "model": model,
+                              "shared_blocks": runs[model][0], "transferability": ci.value if ci else np.nan,
+                              "lo": ci.lo if ci else np.nan, "hi": ci.hi if ci else np.nan})
+        if len({b for b, _ in runs.values()}) < 2:
+            continue
+        most = max(runs, key=lambda m: runs[m][0])
+        fewest = min(runs, key=lambda m: runs[m][0])
+        (_, run_a), (_, run_b) = runs[most], runs[fewest]
+        seeds = sorted(set(run_a) & set(run_b), key=str)
+        diff = None
+        if seeds:
+            try:
+                diff = stats.transferability_interval([run_a[k][:2] for k in seeds], _scorers(run_a), directions,
+                                                      task, runs_b=[run_b[k][:2] for k in seeds])
+            except (ValueError, KeyError):
+                diff = None
+        decided = diff is not None and diff.excludes_zero
+        trend.append({"optimizer": opt, "attacked_task": task, "most": most, "fewest": fewest,
+                      "difference": diff.value if diff else np.nan, "lo": diff.lo if diff else np.nan,
+                      "hi": diff.hi if diff else np.nan,
+                      "verdict": ("rises with sharing" if diff.lo > 0 else "falls with sharing") if decided
+                      else "cannot tell"})
+    return (pd.DataFrame(per_model, columns=["optimizer", "attacked_task", "model", "shared_blocks",
+                                             "transferability", "lo", "hi"]),
+            pd.DataFrame(trend, columns=["optimizer", "attacked_task", "most", "fewest", "difference", "lo", "hi",
+                                         "verdict"]))

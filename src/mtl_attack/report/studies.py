@@ -21,7 +21,7 @@ from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, op
                      task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
-from .significance import cell_intervals, first_places, loss_gains
+from .significance import cell_intervals, first_places, loss_gains, transferability_intervals
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, ensemble_markdown_table,
                            ensemble_rows, ensemble_table, single_x, trained_models,
@@ -180,13 +180,25 @@ def _transferability_section(s: Setting, case: tuple[float, str]) -> list[str]:
     rho = ", ".join(f"{optimizer_label(r.optimizer)} Single-{task_label(r.attacked_task)} "
                     + ("-" if math.isnan(r.spearman) else f"{r.spearman:.2f}")
                     for r in transferability_trend(long).itertuples())
-    return [f"### Transferability of Single-x, eps {k} (paper Table 7, Figure 5)", "",
-            "mean ARP of the other tasks / ARP of the attacked task, by the number of leading "
-            "shared blocks (5 = AS, 0 = no sharing); \"-\": no result, or the attack did not hurt "
-            "its own task (ARP of the attacked task <= 0).", "", to_markdown(transferability_wide(long)),
-            "Rank correlation of transferability with the number of shared blocks (Spearman; "
-            f"+1: rises with sharing throughout, -1: falls): {rho}.", "",
-            f"![transferability]({stem}.png) ([csv]({stem}.csv))", ""]
+    md = [f"### Transferability of Single-x, eps {k} (paper Table 7, Figure 5)", "",
+          "mean ARP of the other tasks / ARP of the attacked task, by the number of leading "
+          "shared blocks (5 = AS, 0 = no sharing); \"-\": no result, or the attack did not hurt "
+          "its own task (ARP of the attacked task <= 0).", "", to_markdown(transferability_wide(long)),
+          "Rank correlation of transferability with the number of shared blocks (Spearman; "
+          f"+1: rises with sharing throughout, -1: falls): {rho}.", "",
+          f"![transferability]({stem}.png) ([csv]({stem}.csv))", ""]
+    if not _has_stats(here):
+        return md
+    per_model, trend = transferability_intervals(here)
+    s.csv(f"{stem}_intervals", per_model, index=False)
+    s.csv(f"{stem}_trend", trend, index=False)
+    said = "; ".join(f"{optimizer_label(r.optimizer)} Single-{task_label(r.attacked_task)} {r.most} - {r.fewest} "
+                     + (f"{r.difference:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]" if not math.isnan(r.lo) else
+                        f"{r.difference:+.2f} (no interval)") + f" {r.verdict}"
+                     for r in trend.itertuples())
+    return md + ["Transferability of the most shared minus the least shared model, paired over the same test "
+                 f"images and seeds (95% bootstrap): {said or '-'}. Per-model intervals: "
+                 f"[{stem}_intervals.csv]({stem}_intervals.csv).", ""]
 
 
 # ---------------------------------------------------------------- attacks on clean models (Tables 1/2, 16; Figures 1-4)
