@@ -59,23 +59,41 @@ def image_arp(clean_out: Mapping[str, Tensor], adv_out: Mapping[str, Tensor], ta
     adversarial images against ``clean_out`` on the clean ones (task -> ``[B, C, h, w]``):
     the tasks' metrics (from ``losses[t].task``, a :class:`~mtl_attack.batches.TaskLoss`)
     on that image alone; targets[t] = (target, mask). NaN where no metric is usable."""
-    tasks = {}
-    for name, fn in losses.items():
-        task = getattr(fn, "task", None)
-        if task is None:
-            raise ValueError("ensemble_criterion=arp ranks by the tasks' metrics and needs TaskLoss losses "
-                             "(mtl_attack.batches.attack_inputs); with other losses use ensemble_criterion=relative")
-        tasks[name] = task
-    clean_stats, adv_stats, scorers = {}, {}, {}
+    return _ranker(EnsembleCriterion.arp, clean_out, targets, losses)(adv_out)
+
+
+def _metric_tasks(losses: Mapping[str, Callable]) -> dict:
+    """task name -> its Task (``losses[t].task``); ValueError for losses without one."""
+    tasks = {name: getattr(fn, "task", None) for name, fn in losses.items()}
+    if any(task is None for task in tasks.values()):
+        raise ValueError("ensemble_criterion=arp ranks by the tasks' metrics and needs TaskLoss losses "
+                         "(mtl_attack.batches.attack_inputs); with other losses use ensemble_criterion=relative")
+    return tasks
+
+
+def _image_stats(out: Mapping[str, Tensor], targets: Mapping[str, object], tasks: Mapping) -> dict:
+    """task -> per-image metric statistics of the outputs ``out`` (``Meter.image_stats``)."""
+    stats = {}
     for name, task in tasks.items():
-        target, mask = targets[name]
-        for stats_of, out in ((clean_stats, clean_out), (adv_stats, adv_out)):
-            meter = task.meter()
-            meter.update(out[name], target, mask)
-            stats_of[name] = meter.image_stats()
-        scorers[name] = meter.score
-    directions = {name: dict(task.metrics) for name, task in tasks.items()}
-    return torch.from_numpy(per_image_arp(clean_stats, adv_stats, scorers, directions))
+        meter = task.meter()
+        meter.update(out[name], *targets[name])
+        stats[name] = meter.image_stats()
+    return stats
+
+
+def _ranker(criterion: EnsembleCriterion, clean_out: Mapping[str, Tensor], targets: Mapping[str, object],
+            losses: Mapping[str, Callable]) -> Callable[[Mapping[str, Tensor]], Tensor]:
+    """outputs on a member's adversarial images -> per-image damage ``[B]`` by ``criterion``;
+    what depends on the clean outputs alone is computed here, once per batch."""
+    if criterion is EnsembleCriterion.arp:
+        tasks = _metric_tasks(losses)
+        clean_stats = _image_stats(clean_out, targets, tasks)
+        scorers = {name: task.meter().score for name, task in tasks.items()}
+        directions = {name: dict(task.metrics) for name, task in tasks.items()}
+        return lambda out: torch.from_numpy(
+            per_image_arp(clean_stats, _image_stats(out, targets, tasks), scorers, directions))
+    clean = _plain_losses(clean_out, targets, losses)
+    return lambda out: damage(_plain_losses(out, targets, losses), clean, criterion)
 
 
 def pick_per_image(scores: Tensor) -> Tensor:
@@ -173,16 +191,11 @@ class EnsembleAttack:
         members = self.members(list(losses))
         candidates, scores = [], []
         with eval_mode(model), torch.no_grad():
-            clean_out = model(images)
-            clean = _plain_losses(clean_out, targets, losses)
+            rank = _ranker(self.criterion, model(images), targets, losses)  # before any member runs
         for _, attack in members:
             x_adv = attack(model, images, targets, losses, eps=eps)
             with eval_mode(model), torch.no_grad():
-                out = model(x_adv)
-                if self.criterion is EnsembleCriterion.arp:
-                    scores.append(image_arp(clean_out, out, targets, losses).to(images.device))
-                else:
-                    scores.append(damage(_plain_losses(out, targets, losses), clean, self.criterion))
+                scores.append(rank(model(x_adv)).to(images.device))
             candidates.append(x_adv)
         stacked, score = torch.stack(candidates), torch.stack(scores)
         winner = pick_per_image(score)

@@ -149,7 +149,8 @@ def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
 
     ``objective`` is ``single_<task>`` for Single-x (from a ``target_task`` column,
     else from the attack name ``single_<task>_<optimizer>``), with `` [segpgd,clipped]``
-    appended when the attack maximised harder losses (``attack_losses``). ``base_model`` is the
+    appended when the attack maximised harder losses (``attack_losses``, "" for the plain ones;
+    ``plain_objective`` is the key without them). ``base_model`` is the
     model's label (AS, IND, #k); ``train_attack`` is the adversarial-training attack
     ("none" for clean training), ``threat`` "white-box" or "black-box". ``model`` is
     ``base_model`` plus " [AT <train_attack>]" for adversarially trained models and
@@ -160,11 +161,13 @@ def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no finished (status done) results to report; check the sweep's record.json files")
     out["optimizer"] = out.apply(_optimizer_key, axis=1)
     out["objective"] = out.apply(_objective_key, axis=1)
-    if "attack_losses" in out.columns:  # a harder attack loss is another column than the plain one
-        harder = out["attack_losses"].notna() & (out["attack_losses"].astype(str) != "")
-        if harder.any():
-            out.loc[harder, "objective"] = [f"{o} [{a}]" for o, a in
-                                            zip(out.loc[harder, "objective"], out.loc[harder, "attack_losses"])]
+    out["plain_objective"] = out["objective"]
+    out["attack_losses"] = (out["attack_losses"].where(out["attack_losses"].notna(), "").astype(str)
+                            if "attack_losses" in out.columns else "")
+    harder = out["attack_losses"] != ""
+    if harder.any():  # a harder attack loss is another column than the plain one
+        out.loc[harder, "objective"] = [f"{o} [{a}]" for o, a in
+                                        zip(out.loc[harder, "objective"], out.loc[harder, "attack_losses"])]
     if "base_model" not in out.columns:
         out["base_model"] = out.apply(_model_key, axis=1)
     out["train_attack"] = (out["train_attack"].where(out["train_attack"].notna(), NO_TRAIN_ATTACK).astype(str)

@@ -161,16 +161,14 @@ def loss_gains(part: pd.DataFrame) -> pd.DataFrame:
     over images and seeds, and verdict "raises" / "lowers" (interval beside 0) or "cannot tell"
     (interval holds 0, or no statistics: lo/hi NaN). objective is the plain one's key.
     """
-    losses = part["attack_losses"].where(part["attack_losses"].notna(), "").astype(str) \
-        if "attack_losses" in part.columns else pd.Series("", index=part.index)
-    base = part["objective"].astype(str).str.replace(r" \[[^\]]*\]$", "", regex=True)
+    losses, base = part["attack_losses"], part["plain_objective"]
     harder = part[losses != ""]
     if harder.empty:
         return pd.DataFrame(columns=GAIN_COLUMNS)
     directions = metric_directions(part)
     out = []
-    for (model, opt, obj, loss), rows in harder.groupby([harder["model"], harder["optimizer"], base[harder.index],
-                                                        losses[harder.index]], sort=False):
+    for (model, opt, obj, loss), rows in harder.groupby(["model", "optimizer", "plain_objective", "attack_losses"],
+                                                        sort=False):
         plain = part[(part["model"] == model) & (part["optimizer"] == opt) & (base == obj) & (losses == "")]
         if plain.empty:
             continue

@@ -312,20 +312,14 @@ def _ensemble_section(s: Setting, e: float) -> list[str]:
 
 # ---------------------------------------------------------------- harder attack losses
 
-def _harder(rows: pd.DataFrame) -> pd.DataFrame:
-    part = clean_white_box(rows)
-    if "attack_losses" not in part.columns:
-        return part.iloc[:0]
-    return part[part["attack_losses"].notna() & (part["attack_losses"].astype(str) != "")]
-
-
 def _loss_cases(s: Setting) -> list[float]:
-    return s.eps_levels(_harder(s.rows))
+    part = clean_white_box(s.rows)
+    return s.eps_levels(part[part["attack_losses"] != ""])
 
 
 def _gain_cell(row: pd.Series) -> str:
     if pd.isna(row["lo"]):
-        return f"{row['difference']:+.2f} (no intervals)"
+        return f"{row['difference']:+.2f} (no interval)"
     return f"{row['difference']:+.2f} [{row['lo']:+.2f}, {row['hi']:+.2f}] {row['verdict']}"
 
 
