@@ -252,11 +252,13 @@ def test_several_settings_are_split(results, tmp_path):
 
 # ---------------------------------------------------------------- first places from per-image statistics
 
-def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS", surrogate=None, loss=None):
+def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS", surrogate=None, loss=None,
+                  train_attack=None):
     """A job on a one-task dataset scored by its loss, with its per-image statistics file
-    (black-box from ``surrogate`` when given; maximising the harder task loss ``loss`` when given)."""
+    (black-box from ``surrogate`` when given; maximising the harder task loss ``loss`` when given;
+    on a model adversarially trained with ``train_attack`` when given)."""
     opt, obj = attack.split("_")[1], attack.split("_")[0]
-    job = root / f"{model},{attack},seed={seed}" if loss is None else root / f"{model},{attack},{loss},seed={seed}"
+    job = root / ",".join(x for x in (model, train_attack, attack, loss, f"seed={seed}") if x)
     ones = np.ones(len(clean_losses))
     records.write_image_stats(job / records.STATS_NAME, {
         "clean": {"t": {"loss": np.asarray(clean_losses, float), "count": ones}},
@@ -264,7 +266,8 @@ def _stats_record(root, attack, seed, clean_losses, attacked_losses, model="AS",
     value = 100 * (np.mean(attacked_losses) - np.mean(clean_losses)) / np.mean(clean_losses)
     rec = {"status": "done", "job": {"name": job.name, "dir": str(job)},
            "config": {"dataset": {"name": "mine"}, "backbone": {"name": "mine"}, "eps": 4.0, "seed": seed},
-           "model": {"label": model}, "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0,
+           "model": {"label": model, "train_attack": train_attack},
+           "attack": {"name": attack, "optimizer": opt, "objective": obj, "eps": 4.0,
                                                   "losses": {"t": loss or "plain"}},
            "threat": "black-box" if surrogate else "white-box",
            "surrogate": {"label": surrogate} if surrogate else None,
@@ -356,6 +359,29 @@ def test_harder_losses_are_compared_with_the_plain_ones_on_the_same_images(tmp_p
     table = (out / "loss_gains_eps4.md").read_text()
     assert "| AS PGD DGBA [clipped] | +50.00 [+50.00, +50.00] raises |" in table
     assert "raised in 1, lowered in 0, cannot tell in 1 of 2 cases" in (out / "report.md").read_text()
+
+
+def test_accuracy_cost_of_adversarial_training_is_paired_with_the_clean_trained_model(tmp_path):
+    """AT with Total raises every image's clean loss by 10% (a 10% drop, every resample agrees); AT with
+    DGBA leaves the clean losses as they are (0, degenerate); AT with Single-t has noise only (cannot tell)."""
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(1, 2, 40)
+    noisy = clean * (1 + rng.normal(0, 0.2, 40)).clip(0.5)
+    for train, mine in ((None, clean), ("total_fgsm", 1.1 * clean), ("dgba_fgsm", clean), ("single_t_fgsm", noisy)):
+        for attack in ("total_pgd", "dgba_pgd"):
+            _stats_record(tmp_path, attack, 0, mine, 2 * mine, train_attack=train)
+    rows = report.load_results([tmp_path])
+    drops = report.significance.accuracy_drop_intervals(report.attack_keys(rows)).set_index(["train_attack", "task"])
+    assert set(drops.index.get_level_values(0)) == {"total_fgsm", "dgba_fgsm", "single_t_fgsm"}
+    assert drops.loc[("total_fgsm", "overall")].tolist() == pytest.approx([10.0, 10.0, 10.0])
+    assert drops.loc[("total_fgsm", "t"), "drop"] == pytest.approx(10.0)
+    assert drops.loc[("dgba_fgsm", "overall")].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    single = drops.loc[("single_t_fgsm", "overall")]
+    assert single["drop"] == pytest.approx(100 * (noisy.mean() / clean.mean() - 1)) and single["lo"] < 0 < single["hi"]
+    out = tmp_path / "report"
+    report.write_report(rows, out)
+    assert len(pd.read_csv(out / "table_adv_accuracy_intervals.csv")) == 6
+    assert "FGSM Total 10.00 [10.00, 10.00]; FGSM DGBA 0.00 [0.00, 0.00]; FGSM Single-t" in (out / "report.md").read_text()
 
 
 def _single_t_record(root, model, blocks, factor_u, seed=0):

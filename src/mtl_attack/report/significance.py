@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import records, stats
 from ..tasks import SCORERS
+from .labels import NO_TRAIN_ATTACK, train_order
 from .load import metric_directions
 
 log = logging.getLogger(__name__)
@@ -236,3 +237,33 @@ def transferability_intervals(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
                                              "transferability", "lo", "hi"]),
             pd.DataFrame(trend, columns=["optimizer", "attacked_task", "most", "fewest", "difference", "lo", "hi",
                                          "verdict"]))
+
+
+def accuracy_drop_intervals(part: pd.DataFrame) -> pd.DataFrame:
+    """Intervals of Tables 17/18's accuracy cost: each adversarially trained model's clean
+    metrics against the clean-trained model's (w/o AT), as ARP (%) paired over the same
+    test images and the seeds both were trained with; rows in the tables' training order.
+
+    part: the white-box rows of one base model (any attacks; the clean statistics of a
+    model are the same in each of its jobs). Returns columns train_attack, task ("overall"
+    or a task), drop, lo, hi; positive = accuracy lost. Empty without statistics.
+    """
+    columns = ["train_attack", "task", "drop", "lo", "hi"]
+    groups = {name: _runs(rows) for name, rows in part.groupby("train_attack", sort=False)}
+    base = groups.get(NO_TRAIN_ATTACK) or {}
+    if not base:
+        return pd.DataFrame([], columns=columns)
+    directions = metric_directions(part)
+    out = []
+    for name in train_order(groups):
+        runs = groups[name]
+        seeds = sorted(set(runs) & set(base), key=str)
+        if name == NO_TRAIN_ATTACK or not seeds:
+            continue
+        try:
+            ci = stats.arp_intervals([(base[k][0], runs[k][0]) for k in seeds], _scorers(runs), directions)
+        except (ValueError, KeyError):
+            continue  # statistics of other images or tasks: not comparable
+        out.append([name, "overall", *ci["overall"].as_list()])
+        out += [[name, task, *c.as_list()] for task, c in ci["per_task"].items()]
+    return pd.DataFrame(out, columns=columns)

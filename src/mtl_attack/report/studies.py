@@ -21,7 +21,7 @@ from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, op
                      task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
-from .significance import cell_intervals, first_places, loss_gains, transferability_intervals
+from .significance import accuracy_drop_intervals, cell_intervals, first_places, loss_gains, transferability_intervals
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, ensemble_markdown_table,
                            ensemble_rows, ensemble_table, single_x, trained_models,
@@ -118,6 +118,15 @@ def _adversarial_section(s: Setting, case: tuple[str, str]) -> list[str]:
     md += ["Clean metrics of each adversarially trained model; the ARP columns are the relative "
            "accuracy drop against the clean-trained model (w/o AT), in %.", "", to_markdown(acc)]
     mine = s.rows[(s.rows["threat"] == "white-box") & (s.rows["base_model"] == model)]
+    drops = accuracy_drop_intervals(mine)
+    if len(drops):
+        s.csv(f"{tag}table_adv_accuracy_intervals", drops.set_index(["train_attack", "task"]))
+        overall = drops[drops["task"] == "overall"]
+        cells = [f"{train_attack_label(r.train_attack)} {r.drop:.2f} [{r.lo:.2f}, {r.hi:.2f}]"
+                 for r in overall.itertuples()]
+        md += ["Accuracy drop (overall ARP) with its 95% bootstrap interval over the test images (and "
+               "seeds), paired with w/o AT on the same images: " + "; ".join(cells) + f" ([per task]"
+               f"({tag}table_adv_accuracy_intervals.csv)).", ""]
     for e in s.eps_levels(mine[mine["train_attack"] != NO_TRAIN_ATTACK]):
         k = fmt_eps(e)
         here = at_eps(mine, e)
