@@ -377,6 +377,33 @@ def test_train_augmentation_is_deterministic_under_seed(tk_root):
     assert not all(same(draws[0], d) for d in draws[1:])
 
 
+@pytest.mark.parametrize("kind", ["nyuv2", "taskonomy"])
+def test_decoded_memo_gives_the_items_of_fresh_reads(kind, nyu_root, tk_root, monkeypatch):
+    """Items served from the in-memory decode equal items read from disk, over epochs of
+    augmentation (so nothing writes into the kept arrays); a pickled dataset starts empty;
+    a budget of 0 keeps nothing."""
+    import pickle
+    from mtl_attack.data import datasets
+
+    root = nyu_root if kind == "nyuv2" else tk_root
+    kept = build_dataset(kind, root, "train", input_size=16, augment=True, seed=3)
+    monkeypatch.setattr(datasets, "MEMO_BYTES", 0)
+    fresh = build_dataset(kind, root, "train", input_size=16, augment=True, seed=3)
+    monkeypatch.undo()
+    for epoch in range(3):
+        kept.set_epoch(epoch)
+        fresh.set_epoch(epoch)
+        for i in range(len(kept)):
+            x, y = kept[i], fresh[i]
+            assert torch.equal(x["image"], y["image"])
+            assert all(torch.equal(x["targets"][t], y["targets"][t]) and torch.equal(x["masks"][t], y["masks"][t])
+                       for t in kept.tasks)
+    assert len(kept._memo) == len(kept) and not fresh._memo
+    assert pickle.loads(pickle.dumps(kept))._memo == {}
+    test = build_dataset(kind, root, "test", input_size=16)
+    assert torch.equal(test[0]["image"], test[0]["image"]) and len(test._memo) == 1
+
+
 def test_pad_crop_and_flip_known_answer():
     image = torch.arange(6, dtype=torch.float32).reshape(1, 2, 3).repeat(3, 1, 1) + 1
     targets = {
