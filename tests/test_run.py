@@ -1,5 +1,6 @@
 """The real CLI end to end, in subprocesses, on a tiny config: run, sweep, resume, failure, report, W&B."""
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,9 @@ def test_single_run_writes_a_consistent_record(cache, tmp_path):
     assert record["arp"]["per_task"] == pytest.approx(per_task)
     for key in ("code", "packages", "device", "started", "finished"):
         assert record["provenance"][key]
+    # the machine that ran the job and the one that trained the model, CPU model included
+    assert record["provenance"]["device"].startswith("cpu: ") and "torch threads" in record["provenance"]["device"]
+    assert record["model"]["train"]["env"]["machine"].startswith("cpu: ")
     # the default miniature: ResNet34 at a quarter of its channels (the paper's AS: 21.28M)
     assert record["model"]["label"] == "AS" and record["model"]["params_paper_M"] == 1.33
     assert record["model"]["width"] == 0.25
@@ -130,6 +134,17 @@ def test_resume_skips_only_records_made_with_the_same_settings(cache, tmp_path, 
     assert "rerun j: its finished record was made with other settings (attack.steps)" in capsys.readouterr().out
     assert edited["config"]["attack"]["steps"] == 1
     assert json.loads((job.dir / "record.json").read_text())["config"]["attack"]["steps"] == 1
+
+
+def test_machine_label_names_the_cpu_model_and_threads():
+    import platform
+    import torch
+
+    label = records.machine_label(torch.device("cpu"))
+    cpuinfo = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    names = [l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")]
+    model = names[0] if names else (platform.processor() or platform.machine())
+    assert label == f"cpu: {model}, {torch.get_num_threads()} torch threads"
 
 
 def test_results_rows_carry_their_provenance():

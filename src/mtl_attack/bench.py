@@ -28,7 +28,6 @@ attacks as well (within 2%, relative).
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from .attacks.attack import as_precision, compile_model, eval_mode, execution
 from .attacks.build import OPTIMIZERS
 from .attacks.config import Precision
 from .batches import attack_inputs
+from .records import machine_label
 from .config import eps_to_unit
 from .data.registry import get_tasks
 from .models.layout import all_shared, independent, layout_by_index
@@ -188,21 +188,6 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no GPU; use --device cpu")
     return device
-
-
-def device_label(device: torch.device) -> str:
-    """The machine in words: GPU name, or CPU model and torch threads."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {model}, {torch.get_num_threads()} torch threads"
 
 
 class _Setting:
@@ -387,7 +372,7 @@ def _run_bench(spec: BenchSpec, device: torch.device, log: Callable[[str], None]
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    result = {"schema": SCHEMA_VERSION, "device": device_label(device), "torch": torch.__version__,
+    result = {"schema": SCHEMA_VERSION, "device": machine_label(device), "torch": torch.__version__,
               "spec": asdict(spec), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "groups": groups}
     result["summary"] = summarize(groups)
     result["checks"] = checks(result["summary"], groups, device.type)
@@ -632,7 +617,7 @@ def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, 
     name = f"{a.objective.value}_{a.optimizer.value}"
     return {"attack": name, "steps": a.steps, "eps": float(cfg.eps), "images": len(subset),
             "model": f"{cfg.dataset.name} {cfg.backbone.name.value} heads {cfg.backbone.head_width} {layout}",
-            "device": device_label(dev), "overrides": list(overrides), "precisions": results}
+            "device": machine_label(dev), "overrides": list(overrides), "precisions": results}
 
 
 def write_json(result: dict, path: str | Path) -> Path:

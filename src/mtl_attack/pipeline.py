@@ -46,12 +46,6 @@ class Job:
     multirun: bool = False
 
 
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
-
-
 def job_from_hydra(cfg: DictConfig) -> Job:
     """The current Hydra job's folder, name (from its overrides) and sweep group."""
     from hydra.core.hydra_config import HydraConfig
@@ -424,7 +418,7 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     result: JobResult | None = None
     logger = make_logger(cfg.logger, job.dir, name=job.name, group=job.group, config=record["config"])
     try:
-        record["provenance"]["device"] = device_label(checked.device)
+        record["provenance"]["device"] = records.machine_label(checked.device)
         result = execute(cfg, checked.device, progress=progress, checked=checked)
         record.update(result.record_fields)
         records.write_image_stats(job.dir / records.STATS_NAME, result.image_stats,

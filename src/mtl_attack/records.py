@@ -55,6 +55,27 @@ def code_version() -> dict:
     return info
 
 
+def machine_label(device) -> str:
+    """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model>, <n> torch threads".
+
+    Part of every record's provenance: trained weights differ between CPU models
+    (their kernels round differently), not only between devices.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{device.type}: {model}, {torch.get_num_threads()} torch threads"
+
+
 def package_versions() -> dict:
     """Versions of the packages that shape results."""
     from importlib.metadata import PackageNotFoundError, version

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from . import records
 from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
 from .config import eps_to_unit
@@ -396,7 +397,8 @@ def train_or_load(model, cfg: DictConfig, layout, tasks, train_set, device: torc
     def build(tmp: Path) -> None:
         with _Threads(training_threads(cfg.train)):
             info = train_model(model, train_set, tasks, cfg.train, device, seed=cfg.seed, progress=progress)
-        info["env"] = {**key["env"], "torch": str(torch.__version__)}  # a plain str: weights-only loadable
+        # Plain strs (weights-only loadable); the machine is not in the key, so a cache moves between machines.
+        info["env"] = {**key["env"], "torch": str(torch.__version__), "machine": records.machine_label(device)}
         trained.update(info)
         state = {k: v.detach().cpu() for k, v in weights_module(model).state_dict().items()}
         torch.save({"state_dict": state, "meta": {"key": key, "train": info}}, tmp)
