@@ -147,7 +147,8 @@ def test_training_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
         parts = prepare(cfg, progress=False, with_model=False)
         model = build_model("resnet34", parts.layout, parts.tasks, 4, 0, tmp_path / f"c{outer}", width=0.25)
         info = train_or_load(model, cfg, parts.layout, parts.tasks, parts.train, torch.device("cpu"), progress=False)
-        assert info["train"]["env"] == {"device": "cpu", "threads": 2, "torch": str(torch.__version__)}
+        assert info["train"]["env"] == {"device": "cpu", "threads": 2, "torch": str(torch.__version__),
+                                    "machine": records.machine_label(torch.device("cpu"))}
         assert torch.get_num_threads() == outer  # restored after training
         states.append(model.state_dict())
     torch.set_num_threads(1)

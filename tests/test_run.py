@@ -140,11 +140,12 @@ def test_machine_label_names_the_cpu_model_and_threads():
     import platform
     import torch
 
-    label = records.machine_label(torch.device("cpu"))
+    label = records.machine_label(torch.device("cpu"), torch.get_num_threads())
     cpuinfo = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     names = [l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")]
     model = names[0] if names else (platform.processor() or platform.machine())
     assert label == f"cpu: {model}, {torch.get_num_threads()} torch threads"
+    assert records.machine_label(torch.device("cpu")) == f"cpu: {model}"
 
 
 def test_results_rows_carry_their_provenance():

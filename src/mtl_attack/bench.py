@@ -372,7 +372,8 @@ def _run_bench(spec: BenchSpec, device: torch.device, log: Callable[[str], None]
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    result = {"schema": SCHEMA_VERSION, "device": machine_label(device), "torch": torch.__version__,
+    result = {"schema": SCHEMA_VERSION, "device": machine_label(device, torch.get_num_threads()),
+              "torch": torch.__version__,
               "spec": asdict(spec), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "groups": groups}
     result["summary"] = summarize(groups)
     result["checks"] = checks(result["summary"], groups, device.type)
@@ -617,7 +618,7 @@ def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, 
     name = f"{a.objective.value}_{a.optimizer.value}"
     return {"attack": name, "steps": a.steps, "eps": float(cfg.eps), "images": len(subset),
             "model": f"{cfg.dataset.name} {cfg.backbone.name.value} heads {cfg.backbone.head_width} {layout}",
-            "device": machine_label(dev), "overrides": list(overrides), "precisions": results}
+            "device": machine_label(dev, torch.get_num_threads()), "overrides": list(overrides), "precisions": results}
 
 
 def write_json(result: dict, path: str | Path) -> Path:

@@ -418,7 +418,7 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     result: JobResult | None = None
     logger = make_logger(cfg.logger, job.dir, name=job.name, group=job.group, config=record["config"])
     try:
-        record["provenance"]["device"] = records.machine_label(checked.device)
+        record["provenance"]["device"] = records.machine_label(checked.device, torch.get_num_threads())
         result = execute(cfg, checked.device, progress=progress, checked=checked)
         record.update(result.record_fields)
         records.write_image_stats(job.dir / records.STATS_NAME, result.image_stats,

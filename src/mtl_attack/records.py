@@ -55,8 +55,9 @@ def code_version() -> dict:
     return info
 
 
-def machine_label(device) -> str:
-    """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model>, <n> torch threads".
+def machine_label(device, threads: int | None = None) -> str:
+    """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model>", on the CPU followed by
+    ", <threads> torch threads" when ``threads`` is given.
 
     Part of every record's provenance: trained weights differ between CPU models
     (their kernels round differently), not only between devices.
@@ -73,7 +74,7 @@ def machine_label(device) -> str:
                 break
     except OSError:
         pass
-    return f"{device.type}: {model}, {torch.get_num_threads()} torch threads"
+    return f"{device.type}: {model}" + ("" if threads is None else f", {threads} torch threads")
 
 
 def package_versions() -> dict:
