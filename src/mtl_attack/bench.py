@@ -41,11 +41,11 @@ from .attacks.attack import as_precision, compile_model, eval_mode, execution
 from .attacks.build import OPTIMIZERS
 from .attacks.config import Precision
 from .batches import attack_inputs
-from .records import machine_label
 from .config import eps_to_unit
 from .data.registry import get_tasks
 from .models.layout import all_shared, independent, layout_by_index
 from .models.tree import TreeMTLModel
+from .records import machine_label
 from .scores import arp
 
 __all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_table", "relative_difference",

@@ -11,6 +11,7 @@ overwritten) is damaged: `read_record` raises `DamagedRecord`, `record_state` sa
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,18 @@ def code_version() -> dict:
     return info
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one); read once per process."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_label(device, threads: int | None = None) -> str:
     """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model>", on the CPU followed by
     ", <threads> torch threads" when ``threads`` is given.
@@ -66,15 +79,7 @@ def machine_label(device, threads: int | None = None) -> str:
 
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{device.type}: {model}" + ("" if threads is None else f", {threads} torch threads")
+    return f"{device.type}: {_cpu_model()}" + ("" if threads is None else f", {threads} torch threads")
 
 
 def package_versions() -> dict:
