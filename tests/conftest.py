@@ -9,7 +9,10 @@ from torch import nn
 
 from helpers import tiny
 from mtl_attack.config import compose
+from mtl_attack.floats import flush_denormals
 from mtl_attack.parts import prepare
+
+flush_denormals()  # the float mode of run.py and mtl-attack, before torch starts its threads
 
 CPU = torch.device("cpu")
 

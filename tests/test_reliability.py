@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import REPO, run_cli, tiny
-from mtl_attack import records
+from mtl_attack import floats, records
 from mtl_attack.config import compose
 from mtl_attack.data import formats
 from mtl_attack.models.build import build_model
@@ -147,7 +147,7 @@ def test_training_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
         parts = prepare(cfg, progress=False, with_model=False)
         model = build_model("resnet34", parts.layout, parts.tasks, 4, 0, tmp_path / f"c{outer}", width=0.25)
         info = train_or_load(model, cfg, parts.layout, parts.tasks, parts.train, torch.device("cpu"), progress=False)
-        assert info["train"]["env"] == {"device": "cpu", "threads": 2, "torch": str(torch.__version__),
+        assert info["train"]["env"] == {"device": "cpu", "threads": 2, **floats.key_entry(), "torch": str(torch.__version__),
                                     "machine": records.machine_label(torch.device("cpu"))}
         assert torch.get_num_threads() == outer  # restored after training
         states.append(model.state_dict())
@@ -156,7 +156,7 @@ def test_training_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
     one = compose(tiny("train.threads=1"))
     two = compose(tiny("train.threads=2"))
     layout = layout_by_index(3, 0)
-    assert model_key(one, layout)["env"] == {"device": "cpu", "threads": 1}
+    assert model_key(one, layout)["env"] == {"device": "cpu", "threads": 1, **floats.key_entry()}
     assert checkpoint_path(tmp_path, model_key(one, layout)) != checkpoint_path(tmp_path, model_key(two, layout))
 
 

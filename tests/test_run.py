@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers import REPO, run_cli, tiny
-from mtl_attack import records
+from mtl_attack import floats, records
 from mtl_attack.scores import arp
 from mtl_attack.tasks import SCORERS, summed_stats
 from mtl_attack.data.registry import get_tasks
@@ -39,6 +39,8 @@ def test_single_run_writes_a_consistent_record(cache, tmp_path):
     # the machine that ran the job and the one that trained the model, CPU model included
     assert record["provenance"]["device"].startswith("cpu: ") and "torch threads" in record["provenance"]["device"]
     assert record["model"]["train"]["env"]["machine"].startswith("cpu: ")
+    # run.py flushes denormal floats from its start, as the tests do (on CPUs with the mode); the key says so
+    assert record["model"]["train"]["env"].get("flush_denormal", False) == floats.flushing()
     # the default miniature: ResNet34 at a quarter of its channels (the paper's AS: 21.28M)
     assert record["model"]["label"] == "AS" and record["model"]["params_paper_M"] == 1.33
     assert record["model"]["width"] == 0.25

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import Subset, default_collate
 
 from helpers import tiny
-from mtl_attack import atomic, parts, pipeline, records, report
+from mtl_attack import atomic, floats, parts, pipeline, records, report
 from mtl_attack.models.build import resolve_surrogate
 from mtl_attack.attacks import build_attack
 from mtl_attack.config import compose
@@ -49,7 +49,7 @@ def test_clean_key_is_the_key_from_before_adversarial_training(setup):
     # Options added later are left out at their old behaviour (the paper's step schedule).
     del train["schedule"], train["warmup"]
     del train["threads"]  # resolved into key["env"]
-    assert key["env"] == {"device": "cpu", "threads": 1}
+    assert key["env"] == {"device": "cpu", "threads": 1, **floats.key_entry()}
     assert key["train"] == train and "adversarial" not in key
     trained = compose(tiny("train.adversarial.attack=dgba_pgd", cache_dir=cfg.cache_dir))
     adv_key = model_key(trained, layout)

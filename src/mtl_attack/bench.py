@@ -54,7 +54,7 @@ __all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_tab
 SCHEMA_VERSION = 1
 # Reduced precision is a default only if its ARP is within this fraction of fp32's.
 ARP_TOLERANCE = 0.02
-# The issue's targets (GPU ones apply on an H100/H200; the CPU one to the quick run).
+# The speed targets (GPU ones apply on an H100/H200; the CPU one to the quick run).
 TARGETS = {"dgba_vs_bare": 0.90, "fused_vs_per_task": 1.25, "best_vs_tf32": 1.8, "cpu_quick_attack_vs_bare": 0.80}
 OBJECTIVES = ("total", "dgba")
 
@@ -453,7 +453,7 @@ def summarize(groups: list[dict]) -> dict:
 
 
 def checks(summary: dict, groups: list[dict], device_type: str) -> list[dict]:
-    """The issue's targets that this run measured, as {"check", "where", "value", "target", "ok"}."""
+    """The speed targets that this run measured, as {"check", "where", "value", "target", "ok"}."""
     out = []
 
     def add(check, where, value, target):

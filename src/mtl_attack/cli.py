@@ -209,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
+    from .floats import flush_denormals
+
     args = build_parser().parse_args(argv)
+    flush_denormals()  # before any torch work, so every worker thread inherits it
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head`

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import atomic, records, stats
+from . import atomic, floats, records, stats
 from .attacks import build_attack_from_config
 from .attacks.presets import ENSEMBLE
 from .baselines import ConstantModel, constant_predictions
@@ -385,6 +385,7 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
     """
     from .logger import make_logger, remove_unfinished_runs
 
+    floats.flush_denormals()  # before torch's first parallel op where this process starts here
     job = job or job_from_hydra(cfg)
     record_path = job.dir / records.RECORD_NAME
     state = records.record_state(job.dir)

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from . import records
+from . import floats, records
 from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
 from .config import eps_to_unit
@@ -351,10 +351,12 @@ def training_threads(train_cfg) -> int:
 
 def training_env(train_cfg, device: torch.device) -> dict:
     """What besides the config changes trained weights: the device type and, on the CPU, the
-    thread count (:func:`training_threads`). Part of the model's cache key."""
+    thread count (:func:`training_threads`) and the float mode (:func:`floats.key_entry`).
+    Part of the model's cache key."""
     env = {"device": device.type}
     if device.type == "cpu":
         env["threads"] = training_threads(train_cfg)
+        env.update(floats.key_entry())
     return env
 
 
