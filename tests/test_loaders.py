@@ -751,3 +751,60 @@ def test_synth_mtan_config_runs_through_prepare(tmp_path):
         scores = meter.compute()
         assert list(scores) == list(task.metrics) and all(math.isfinite(v) for v in scores.values())
     assert list(parts.tasks[2].metrics) == ["abs_err", "rel_err"]
+
+
+def test_scale_range_one_crops_the_stored_picture_unresampled(tmp_path):
+    """train.scale_range=[1, 1]: every training item is an exact window of the stored picture
+    or of its mirror (no resampling); the paper's range resamples."""
+    rng = np.random.default_rng(1)
+    h, w = 24, 32
+    normal = rng.normal(size=(h, w, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    root = str(tmp_path / "nyu")
+    paths = formats.write_nyuv2_sample(
+        root, "a", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 40, (h, w), dtype=np.uint8),
+        normal, np.ones((h, w), bool), rng.uniform(0.5, 5.0, (h, w)).astype(np.float32))
+    formats.write_split_json(root, "nyuv2", {"train": [paths], "test": [paths]})
+    stored = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic",))[0]
+    windows = {tuple(img[:, :, left:left + 24].flatten().tolist())
+               for img in (stored, stored.flip(-1)) for left in range(w - 24 + 1)}
+    ds = build_dataset("nyuv2", root, "train", input_size=24, augment=True, seed=0, scale_range=(1.0, 1.0))
+    paper = build_dataset("nyuv2", root, "train", input_size=24, augment=True, seed=0)
+    inside = []
+    for epoch in range(6):
+        ds.set_epoch(epoch), paper.set_epoch(epoch)
+        assert tuple(ds[0]["image"].flatten().tolist()) in windows
+        inside.append(tuple(paper[0]["image"].flatten().tolist()) in windows)
+    assert not all(inside)
+
+
+def test_scale_range_and_augment_reach_the_train_split_and_the_key(tmp_path):
+    from helpers import tiny
+    from mtl_attack.config import compose
+    from mtl_attack.data.build import build_splits, prepare_root
+    from mtl_attack.models.layout import all_shared
+    from mtl_attack.training import checkpoint_path, model_key
+
+    paper = compose(tiny("train.scale_range=[0.5,1.5]", cache_dir=tmp_path))
+    none = compose(tiny("train.scale_range=[1,1]", cache_dir=tmp_path))
+    root = prepare_root(paper.dataset, tmp_path, progress=False)
+    train, _ = build_splits(none.dataset, root, none.train.augment, tuple(none.train.scale_range))
+    assert train.scale_range == (1.0, 1.0) and train.augment
+    plain, test = build_splits(paper.dataset, root, augment=False)
+    assert torch.equal(plain[0]["image"], build_dataset("nyuv2", root, "train", paper.dataset.input_size)[0]["image"])
+    layout = all_shared(3)
+    assert "scale_range" not in model_key(paper, layout)["train"]  # the paper's range: keys as before the option
+    assert model_key(none, layout)["train"]["scale_range"] == [1.0, 1.0]
+    assert checkpoint_path(tmp_path, model_key(none, layout)) != checkpoint_path(tmp_path, model_key(paper, layout))
+
+
+@pytest.mark.parametrize("bad", ["[0,1]", "[1.5,1.0]", "[1.0]", "[1,2,3]"])
+def test_bad_scale_range_stops_before_any_work(bad, tmp_path):
+    from helpers import tiny
+    from mtl_attack.config import compose
+    from mtl_attack.errors import UserError
+    from mtl_attack.preflight import preflight
+
+    with pytest.raises(UserError, match=r"train.scale_range=.* must be two scales 0 < low <= high"):
+        preflight(compose(tiny(f"train.scale_range={bad}", cache_dir=tmp_path)))
+    assert not (tmp_path / "data").exists()

@@ -14,7 +14,7 @@ from mtl_attack.models.backbones import (
     paper_block_params,
     torch_block_params,
 )
-from mtl_attack.models.heads import ASPP_RATES, ASPPHead, build_head
+from mtl_attack.models.heads import ASPP_RATES, ASPPHead, Dropout, build_head, centre_tap_suffices
 from mtl_attack.models.layout import Layout
 from mtl_attack.models.tree import (
     CAFFE_BGR_MEAN,
@@ -165,6 +165,39 @@ def test_head_is_the_sum_of_its_branches():
     out = head(x)
     assert out.shape == (2, 3, 7, 9)  # feature resolution is kept
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("size", [(9, 9), (12, 5), (13, 13), (30, 41)])
+def test_far_dilated_branches_equal_the_full_convolution(size):
+    """The centre-tap shortcut is exact: outputs and every weight gradient equal the padded 3x3
+    dilated conv's (off-centre gradients 0), whether or not a branch takes it."""
+    head = build_head(5, 3, width=6, generator=torch.Generator().manual_seed(2)).eval()
+    x = torch.randn(2, 5, *size)
+    took = [centre_tap_suffices(b.conv1, size) for b in head.branches]
+    assert took == [min(r >= n for n in size) for r in ASPP_RATES]
+    got = head(x)
+    expected = sum(b.conv3(torch.relu(b.conv2(torch.relu(b.conv1(x))))) for b in head.branches)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    got.square().sum().backward()
+    fast = [b.conv1.weight.grad.clone() for b in head.branches]
+    head.zero_grad()
+    expected.square().sum().backward()
+    for branch, grad, shortcut in zip(head.branches, fast, took):
+        torch.testing.assert_close(grad, branch.conv1.weight.grad, rtol=1e-5, atol=1e-6)
+        if shortcut:
+            centre = torch.zeros_like(grad)
+            centre[:, :, 1, 1] = grad[:, :, 1, 1]
+            assert torch.equal(grad, centre)
+
+
+def test_dropout_keeps_half_scaled_by_two_and_is_identity_in_eval():
+    torch.manual_seed(0)
+    drop = Dropout(0.5)
+    x = torch.ones(200_000)
+    y = drop(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert abs((y == 2.0).float().mean().item() - 0.5) < 0.005  # Bernoulli(0.5): sd 0.0011
+    assert torch.equal(drop.eval()(x), x)
 
 
 # ----------------------------------------------------------------------------- shapes

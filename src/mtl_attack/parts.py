@@ -70,7 +70,7 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     checked = checked or preflight(cfg)
     device = checked.device if device is None else device
     root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
-    train, test = build_splits(cfg.dataset, root)
+    train, test = build_splits(cfg.dataset, root, cfg.train.augment, tuple(cfg.train.scale_range))
     tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
     parts = Parts(cfg, device, root, train, test, tasks, checked.layout)
     if with_model:

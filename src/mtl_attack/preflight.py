@@ -48,6 +48,16 @@ def _positive(key: str, value) -> float:
     return float(value)
 
 
+def check_scale_range(value, key: str = "train.scale_range") -> tuple[float, float]:
+    """Two finite scales 0 < low <= high (unitless; 1 = the stored scale)."""
+    ok = len(value) == 2 and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                                 for v in value)
+    if not ok or not 0 < value[0] <= value[1]:
+        raise UserError(f"{key}={list(value)} must be two scales 0 < low <= high (1 = the stored scale; "
+                        "the paper's [0.5, 1.5], [1.0, 1.0] for none)")
+    return float(value[0]), float(value[1])
+
+
 def check_eps(eps, key: str = "eps") -> float:
     """The budget in pixel units (out of 255): finite and in [0, 255]; warns above EPS_WARN."""
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 255:
@@ -102,6 +112,7 @@ def _check_sizes(cfg: DictConfig) -> None:
     _positive("train.lr", tr.lr)
     _whole("train.lr_step", tr.lr_step)
     _whole("train.warmup", tr.warmup, 0)
+    check_scale_range(tr.scale_range)
     _whole("dataset.eval_batch_size", ds.eval_batch_size)
     _whole("dataset.num_workers", ds.num_workers, 0)
     _whole("calibration_images", cfg.calibration_images)

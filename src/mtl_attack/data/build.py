@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch.utils.data import Subset
 
-from .datasets import build_dataset
+from .datasets import SCALE_RANGE, build_dataset
 from .registry import get_dataset
 
 
@@ -51,9 +51,12 @@ def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) 
     return Path(cfg.root).expanduser()
 
 
-def build_splits(cfg: DictConfig, root: Path):
-    """Train (augmented) and test Datasets (the first `test_limit` images) for the dataset config."""
-    train = build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=True)
+def build_splits(cfg: DictConfig, root: Path, augment: bool = True,
+                 scale_range: tuple[float, float] = SCALE_RANGE):
+    """Train (augmented, random scale in `scale_range`) and test Datasets (the first `test_limit`
+    images) for the dataset config."""
+    train = build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=augment,
+                          scale_range=tuple(scale_range))
     test = build_dataset(_kind(cfg), root, cfg.test_split, cfg.input_size, augment=False)
     limit = cfg.test_limit
     if limit is not None:

@@ -13,7 +13,7 @@ Preprocessing follows the authors' loaders (see the formats docstring):
 - test (augment=False): image and labels resized to S x S (aspect ratio not
   kept); image bilinear, labels nearest (floor(dst*in/out), as cv2 and
   torch's "nearest").
-- train (augment=True): scale s ~ U[0.5, 1.5) to int(h*s) x int(w*s); mirror
+- train (augment=True): scale s ~ U[0.5, 1.5) (``scale_range``) to int(h*s) x int(w*s); mirror
   with p = 0.5; pad to at least S x S with the picture centred (image 0, seg
   255, other targets 0 with mask False); uniform random S x S crop.
 - NYUv2 train at S below the paper's 321 first scales the stored picture by
@@ -78,6 +78,8 @@ def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     h_in, w_in = x.shape[-2:]
     h, w = size
+    if (h_in, w_in) == (h, w):
+        return x  # the identity (callers never write into it)
     ih = torch.arange(h) * h_in // h  # exact integer floor
     iw = torch.arange(w) * w_in // w
     return x.index_select(-2, ih).index_select(-1, iw)
@@ -228,6 +230,7 @@ class MultiTaskDataset(Dataset):
         split: "train", "test" (Taskonomy also "test_small"; MTAN: "train", "val").
         input_size: side S of the square output; default the kind's (321 NYUv2, 224 Taskonomy, 288 MTAN).
         augment: training augmentation (pre-scale, random scale, mirror, crop) instead of a resize.
+        scale_range: (low, high) of the augmentation's random scale (unitless; the paper's 0.5-1.5).
         seed: makes augmentation reproducible (None: torch's global generator).
         negate_normal_x_on_flip: mirror also negates the normal's x (authors: Taskonomy only).
 
@@ -245,6 +248,7 @@ class MultiTaskDataset(Dataset):
         augment: bool = False,
         seed: int | None = None,
         negate_normal_x_on_flip: bool = True,
+        scale_range: tuple[float, float] = SCALE_RANGE,
     ) -> None:
         self.kind = get_dataset(kind)
         root = os.path.abspath(os.path.expanduser(str(root)))
@@ -262,6 +266,7 @@ class MultiTaskDataset(Dataset):
         self.input_size = int(size)
         self.base_size = None if self.kind.base_ratio is None else int(round(self.input_size * self.kind.base_ratio))
         self.augment = bool(augment)
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.seed = seed
         self.negate_normal_x_on_flip = bool(negate_normal_x_on_flip)
         self.tasks = self.kind.task_names
@@ -316,7 +321,8 @@ class MultiTaskDataset(Dataset):
             if self.kind.train_prescale is not None:
                 image, targets, masks = prescale_sample(image, targets, masks, s, self.kind.train_prescale)
             image, targets, masks = augment_sample(
-                image, targets, masks, s, self._rng(index), negate_normal_x=self.negate_normal_x_on_flip
+                image, targets, masks, s, self._rng(index), self.scale_range,
+                negate_normal_x=self.negate_normal_x_on_flip
             )
         else:
             image, targets, masks = resize_sample(image, targets, masks, (s, s))
@@ -335,6 +341,7 @@ def build_dataset(
     augment: bool = False,
     seed: int | None = None,
     negate_normal_x_on_flip: bool = True,
+    scale_range: tuple[float, float] = SCALE_RANGE,
 ) -> MultiTaskDataset:
     """Open split ``split`` of the ``kind`` dataset under ``root`` (see :class:`MultiTaskDataset`)."""
-    return MultiTaskDataset(kind, root, split, input_size, augment, seed, negate_normal_x_on_flip)
+    return MultiTaskDataset(kind, root, split, input_size, augment, seed, negate_normal_x_on_flip, scale_range)

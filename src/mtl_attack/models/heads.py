@@ -8,6 +8,13 @@ feature resolution: [B, feat, h, w] -> [B, C, h, w].
 Heads are never shared and, as in TreeMTL, keep torch's default conv init
 (kaiming-uniform with a = sqrt(5), i.e. weights and biases U(-1/sqrt(fan_in),
 1/sqrt(fan_in))), not the backbone's N(0, 0.01).
+
+Two exact shortcuts keep small inputs fast without changing the function: a
+branch whose dilation reaches past the feature map (dilation >= h and >= w, as
+12, 18 and 24 on the miniature's 9x9 features) reads only padding with its
+off-centre taps, so it runs as the 1x1 convolution of its centre tap; and
+dropout draws its mask with `torch.rand` (about 2.5x faster than bernoulli_ on
+CPUs; the same Bernoulli(1 - p) keep mask, scaled by 1 / (1 - p)).
 """
 
 from __future__ import annotations
@@ -15,11 +22,29 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ASPP_RATES: tuple[int, ...] = (6, 12, 18, 24)
 DEFAULT_HEAD_WIDTH = 1024
 DROPOUT = 0.5
+
+
+class Dropout(nn.Dropout):
+    """Inverted dropout (as nn.Dropout) whose keep mask comes from torch.rand: same distribution,
+    a faster draw on CPUs. Identity in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def centre_tap_suffices(conv: nn.Conv2d, size: tuple[int, int]) -> bool:
+    """True when every off-centre tap of the 3x3 dilated `conv` reads zero padding on an
+    h x w input (dilation >= h and >= w): the conv then equals the 1x1 conv of its centre tap."""
+    return conv.kernel_size == (3, 3) and all(d >= n for d, n in zip(conv.dilation, size))
 
 
 class ASPPBranch(nn.Module):
@@ -31,10 +56,15 @@ class ASPPBranch(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 1)
         self.conv3 = nn.Conv2d(width, out_ch, 1)
         self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(DROPOUT)
+        self.dropout = Dropout(DROPOUT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.relu(self.conv1(x)))
+        c = self.conv1
+        if centre_tap_suffices(c, tuple(x.shape[-2:])):
+            x = F.conv2d(x, c.weight[:, :, 1:2, 1:2], c.bias)
+        else:
+            x = c(x)
+        x = self.dropout(self.relu(x))
         x = self.dropout(self.relu(self.conv2(x)))
         return self.conv3(x)
 
