@@ -521,7 +521,7 @@ def test_apgd_step_schedule_on_linear_case():
     x = torch.full((2, 3, 8, 8), 0.5)
     eps = 8 / 255
     # Authors' start: step eps/10 from the clean image, every step increases -> never halves.
-    attack = build_attack("apgd", "total", eps=eps, steps=10)
+    attack = build_attack("apgd", "total", eps=eps, steps=10, apgd_start="authors")
     x_adv, info = attack(Linear(), x, {"lin": None}, LINEAR_LOSS, return_info=True)
     run = info["runs"][0]
     torch.testing.assert_close(run["step_size"], torch.full((10, 2), eps / 10))
@@ -678,15 +678,18 @@ def test_presets_are_in_the_config_store_and_build():
                 "dgba_apgd", "total_apgd", "single_seg_apgd", "single_depth_apgd"]
             continue
         assert attack.optimizer.name == fields["optimizer"] and attack.objective.name == fields["objective"]
-        assert attack.steps == 10 and not attack.random_start
+        # APGD starts at random (Croce and Hein's start, the default); the others from the clean image.
+        assert attack.steps == 10 and attack.random_start == (fields["optimizer"] == "apgd")
 
 
-def test_defaults_are_the_authors():
-    for opt, rel in (("fgsm", 1.0), ("pgd", 0.1), ("mim", 0.1), ("apgd", 0.1), ("saga", 0.1)):
+def test_defaults_are_the_authors_but_apgd_starts_as_croce_and_hein():
+    for opt, rel in (("fgsm", 1.0), ("pgd", 0.1), ("mim", 0.1), ("saga", 0.1)):
         attack = build_attack(opt, "dgba", eps=4 / 255)
         assert attack.step_size_rel == pytest.approx(rel) and not attack.random_start
-    ref = build_attack("apgd", "dgba", eps=4 / 255, apgd_start="reference")
+    ref = build_attack("apgd", "dgba", eps=4 / 255)
     assert ref.step_size_rel == 2.0 and ref.random_start
+    authors = build_attack("apgd", "dgba", eps=4 / 255, apgd_start="authors")
+    assert authors.step_size_rel == pytest.approx(0.1) and not authors.random_start
     assert build_attack("pgd", "dgba", eps=4 / 255, rel_stepsize=0.25).step_size_rel == 0.25
 
 

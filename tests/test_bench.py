@@ -86,11 +86,12 @@ def test_bench_rows_ratios_and_json(tmp_path, capsys):
     assert group["fused_vs_per_task"] == pytest.approx(
         rows["dgba_pgd"]["image_steps_per_s"] / rows["dgba_pgd_per_task"]["image_steps_per_s"])
     # Pass counts: the bare rows and PGD one forward per step (PGD's clean losses come from its
-    # first step's forward); APGD one more, a loss-only forward at its last iterate.
+    # first step's forward); APGD two more, the clean losses (its default start is random) and a
+    # loss-only forward at its last iterate.
     assert rows["bare_step"]["forwards_per_step"] == 1 and rows["bare_step"]["grad_forwards_per_step"] == 1
     assert rows["bare_fwd"]["grad_forwards_per_step"] == 0
     assert rows["dgba_pgd"]["forwards_per_step"] == 1 and rows["dgba_pgd"]["grad_forwards_per_step"] == 1
-    assert rows["dgba_apgd"]["forwards_per_step"] == 1.5 and rows["dgba_apgd"]["grad_forwards_per_step"] == 1
+    assert rows["dgba_apgd"]["forwards_per_step"] == 2.0 and rows["dgba_apgd"]["grad_forwards_per_step"] == 1
     assert rows["dgba_fgsm"]["forwards_per_step"] == 1  # its one step, nothing more
     assert rows["dgba_pgd"]["peak_mib"] is None  # no GPU memory on a CPU
     assert group["memory_flat"] is None

@@ -159,3 +159,15 @@ def test_results_rows_carry_their_provenance():
     row = records.flatten(record)
     assert (row["git_commit"], row["git_dirty"], row["finished"]) == ("abc123", False, "2026-12-01T20:00:00+00:00")
     assert records.flatten({"status": "failed"})["git_commit"] is None  # old or partial records still flatten
+
+
+def test_results_rows_name_apgds_start_from_the_config():
+    from mtl_attack import records
+
+    def row(optimizer, start):
+        return records.flatten({"status": "done", "attack": {"optimizer": optimizer},
+                                "config": {"attack": {"apgd_start": start}}})["apgd_start"]
+
+    assert row("apgd", "reference") == "reference" and row("apgd", "authors") == "authors"
+    assert row("ensemble", "reference") == "reference"
+    assert row("pgd", "reference") is None  # the start is APGD's alone

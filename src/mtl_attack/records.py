@@ -188,7 +188,8 @@ def flatten(record: dict) -> dict:
     Columns: status, error, job, job_dir, dataset, backbone (the name, with " x<width>" when the
     backbone's width is not 1), width, layout, layout_index,
     optimizer, objective, attack, target_task, weights (WeightedTotal, "w0:w1:..." in task
-    order), attack_losses (the harder losses maximised, e.g. "clipped,segpgd"), eps, steps, seed, device, shared_blocks (leading all-shared blocks), train_attack
+    order), attack_losses (the harder losses maximised, e.g. "clipped,segpgd"), eps, steps, apgd_start (APGD's
+    start, reference or authors; empty for other optimizers), seed, device, shared_blocks (leading all-shared blocks), train_attack
     and train_attack_eps (adversarial training; empty for clean training), threat
     ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
     and finished (provenance), arp (overall), arp_<task>, their 95% bootstrap intervals over
@@ -228,6 +229,9 @@ def flatten(record: dict) -> dict:
                                           if v not in ("ce", "plain")})) or None,
         "eps": cfg.get("eps"),
         "steps": att.get("steps"),
+        # APGD's start (reference or authors); records made before it was recorded hold it in their config.
+        "apgd_start": (cfg.get("attack") or {}).get("apgd_start") if att.get("optimizer") in ("apgd", "ensemble")
+        else None,
         "seed": cfg.get("seed"),
         "device": record.get("provenance", {}).get("device"),
         "params_paper_M": model.get("params_paper_M"),

@@ -13,8 +13,9 @@ summed over the attacked tasks, sum_i (L_i(x') - L_i(x)) / L_i(x)):
   its gradient there, and no momentum carried over).
 - returns the best point per sample.
 
-Starts: ``authors`` (the DGBA code: clean image, initial step eps/steps) or
-``reference`` (auto-attack: random start, initial step 2*eps). Restarts are run
+Starts: ``reference`` (auto-attack, the default: random start, initial step
+2*eps) or ``authors`` (the DGBA code: clean image, initial step eps/steps; its
+steps are too small to reach the eps-ball's surface in 10 iterations). Restarts are run
 by the attack wrapper, keeping the per-sample best.
 """
 from __future__ import annotations
@@ -57,7 +58,7 @@ class APGD(Optimizer):
     name = "apgd"
 
     def __init__(self, momentum: float = 0.75, rho: float = 0.75,
-                 start: ApgdStart | str = ApgdStart.authors,
+                 start: ApgdStart | str = ApgdStart.reference,
                  monitor: ApgdMonitor | str = ApgdMonitor.relative):
         self.momentum = float(momentum)
         self.rho = float(rho)
