@@ -22,6 +22,7 @@ from mtl_attack.tasks import (
     segmentation_loss,
     segmentation_scores,
     summed_stats,
+    upsample_prediction,
 )
 
 
@@ -429,17 +430,31 @@ def test_per_sample_losses_are_independent():
 
 def test_target_resized_nearest_to_smaller_prediction():
     tgt = torch.arange(16.0).view(1, 1, 4, 4)
-    assert torch.equal(resize_nearest(tgt, (2, 2)), tgt[..., ::2, ::2])
+    assert torch.equal(resize_nearest(tgt, (2, 2)), tgt[..., 1::2, 1::2])  # the 2x2 cells' centres
     labels = torch.arange(16).view(1, 4, 4)
-    assert torch.equal(resize_nearest(labels, (2, 2)), labels[..., ::2, ::2])
-    mask = torch.tensor([[[True, False] * 2, [False, False] * 2] * 2])
-    assert resize_nearest(mask, (2, 2)).all()
-    # L1 at the prediction's 2x2 resolution uses target[::2, ::2] = 0, 2, 8, 10
-    assert l1_loss(torch.zeros(1, 1, 2, 2), tgt, None).item() == pytest.approx(5.0)
-    # masked: only (0,0) -> 0 and (0,2) -> 2 stay valid at 2x2 after nearest
+    assert torch.equal(resize_nearest(labels, (2, 2)), labels[..., 1::2, 1::2])
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[0, 1::2, 1::2] = True  # only the centres: kept whole, and nothing else is read
+    assert resize_nearest(mask, (2, 2)).all() and not resize_nearest(~mask, (2, 2)).any()
+    # L1 at the prediction's 2x2 resolution uses target[1::2, 1::2] = 5, 7, 13, 15
+    assert l1_loss(torch.zeros(1, 1, 2, 2), tgt, None).item() == pytest.approx(10.0)
+    # masked: only (1,1) -> 5 and (1,3) -> 7 stay valid at 2x2
     m = torch.zeros(1, 4, 4, dtype=torch.bool)
-    m[0, 0, 0] = m[0, 0, 2] = True
-    assert l1_loss(torch.zeros(1, 1, 2, 2), tgt, m).item() == pytest.approx(1.0)
+    m[0, 1, 1] = m[0, 1, 3] = True
+    assert l1_loss(torch.zeros(1, 1, 2, 2), tgt, m).item() == pytest.approx(6.0)
+
+
+def test_loss_targets_sit_where_the_metric_upsampling_puts_each_cell():
+    """64 -> 9 (the miniature): the loss reads input pixels 3, 10, 17, 24, 32, 39, 46, 53, 60, each
+    within half a pixel of the centre (i + 0.5) * 64/9 - 0.5 that bilinear upsampling gives cell i."""
+    picked = resize_nearest(torch.arange(64.0).view(1, 1, 1, 64).expand(1, 1, 64, 64), (9, 9))[0, 0, 0]
+    assert picked.tolist() == [3, 10, 17, 24, 32, 39, 46, 53, 60]
+    centres = (torch.arange(9.0) + 0.5) * 64 / 9 - 0.5
+    assert ((picked - centres).abs() <= 0.5).all()
+    # Upsampling a 9-cell ramp by the meters' rule returns each cell's value at its picked pixel.
+    ramp = torch.arange(9.0).view(1, 1, 1, 9).expand(1, 1, 9, 9)
+    up = upsample_prediction(ramp, (64, 64))[0, 0, 0]
+    assert ((up[picked.long()] - torch.arange(9.0)).abs() <= 0.5 * 9 / 64 + 1e-6).all()
 
 
 def test_gradients_finite_for_zero_predictions_and_empty_masks():

@@ -14,8 +14,13 @@ Shapes (B = batch, C = output channels, h×w = prediction size, H×W = ground tr
 - masks: bool ``[B, H, W]``, True = valid pixel (``None`` = every pixel valid).
 
 Losses are computed at the prediction's resolution (target and mask resized with
-nearest); meters upsample the prediction to the target's resolution (bilinear,
-``align_corners=False``; segmentation upsamples logits, then takes the argmax).
+nearest, sampled at each output cell's centre); meters upsample the prediction to
+the target's resolution (bilinear, ``align_corners=False``, which puts output cell i
+at that same centre, (i + 0.5) H / h - 0.5; segmentation upsamples logits, then
+takes the argmax). Sampling at the cells' top-left pixels instead (torch's legacy
+"nearest", the authors' code) trains each cell on the label half a cell up and left
+of where the metric scores it: at the miniature's 9x9 outputs of 64-pixel inputs
+that cost 15 points of mIoU.
 Values of the target at invalid pixels never matter (they are replaced before
 any arithmetic, so even NaN there is harmless). Predictions must be finite.
 """
@@ -104,7 +109,9 @@ LOSS_METRICS = {"loss": False}
 
 def resize_nearest(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize the last two dims of ``x`` ([B, H, W] or [B, C, H, W], any dtype) to
-    ``size`` with nearest-neighbour sampling (torch's ``mode="nearest"``).
+    ``size`` with nearest-neighbour sampling at the output cells' centres: output i reads
+    input floor((i + 0.5) * H / h) (torch's ``mode="nearest-exact"``), the pixel nearest to
+    where bilinear ``align_corners=False`` places cell i.
 
     Integer labels survive exactly (up to 2**24); bool masks stay bool.
     """
@@ -113,7 +120,7 @@ def resize_nearest(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     squeeze = x.dim() == 3
     y = x.unsqueeze(1) if squeeze else x
-    out = F.interpolate(y.to(torch.float32), size=size, mode="nearest")
+    out = F.interpolate(y.to(torch.float32), size=size, mode="nearest-exact")
     if squeeze:
         out = out.squeeze(1)
     if x.dtype == torch.bool:

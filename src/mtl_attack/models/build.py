@@ -15,8 +15,8 @@ from .layout import (Layout, all_shared, independent, layout_by_index, paper_par
 from .tree import TreeMTLModel, init_state
 
 # Bump when the init, the module structure or the training arithmetic changes, so cached inits
-# and models are not reused (2: fused Adam, exact 1x1 shortcut of far-dilated head branches,
-# dropout masks from torch.rand).
+# and models are not reused (2: loss targets sampled at the output cells' centres, fused Adam,
+# exact 1x1 shortcut of far-dilated head branches, dropout masks from torch.rand).
 MODEL_VERSION = 2
 
 
