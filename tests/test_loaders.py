@@ -331,17 +331,22 @@ def test_train_prescale_factor_known_answers():
     assert train_prescale_factor(960, 321) == pytest.approx(0.5)
 
 
+def _random_nyuv2_split(root: str, h: int, w: int, rng, normal_valid) -> tuple[str, list]:
+    """One random NYUv2-format sample of h x w written under root, listed as both train and test."""
+    normal = rng.normal(size=(h, w, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    paths = formats.write_nyuv2_sample(
+        root, "a", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 40, (h, w), dtype=np.uint8),
+        normal, normal_valid, rng.uniform(0.5, 5.0, (h, w)).astype(np.float32))
+    formats.write_split_json(root, "nyuv2", {"train": [paths], "test": [paths]})
+    return root, paths
+
+
 def test_nyuv2_train_crop_comes_from_prescaled_image(tmp_path):
     """Real-size (480x640) NYUv2 at input 64: the crop is cut from the image shrunk by 64/321 (96x128)."""
     rng = np.random.default_rng(0)
     h, w = 480, 640
-    normal = rng.normal(size=(h, w, 3)).astype(np.float32)
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    root = str(tmp_path / "nyu480")
-    paths = formats.write_nyuv2_sample(
-        root, "big", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 40, (h, w), dtype=np.uint8),
-        normal, rng.random((h, w)) > 0.1, rng.uniform(0.5, 5.0, (h, w)).astype(np.float32))
-    formats.write_split_json(root, "nyuv2", {"train": [paths], "test": [paths]})
+    root, paths = _random_nyuv2_split(str(tmp_path / "nyu480"), h, w, rng, rng.random((h, w)) > 0.1)
 
     def by_hand(size, prescaled_hw, seed):
         image, targets, masks = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic", "normal", "depth_zbuffer"))
@@ -758,13 +763,7 @@ def test_scale_range_one_crops_the_stored_picture_unresampled(tmp_path):
     or of its mirror (no resampling); the paper's range resamples."""
     rng = np.random.default_rng(1)
     h, w = 24, 32
-    normal = rng.normal(size=(h, w, 3)).astype(np.float32)
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    root = str(tmp_path / "nyu")
-    paths = formats.write_nyuv2_sample(
-        root, "a", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 40, (h, w), dtype=np.uint8),
-        normal, np.ones((h, w), bool), rng.uniform(0.5, 5.0, (h, w)).astype(np.float32))
-    formats.write_split_json(root, "nyuv2", {"train": [paths], "test": [paths]})
+    root, paths = _random_nyuv2_split(str(tmp_path / "nyu"), h, w, rng, np.ones((h, w), bool))
     stored = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic",))[0]
     windows = {tuple(img[:, :, left:left + 24].flatten().tolist())
                for img in (stored, stored.flip(-1)) for left in range(w - 24 + 1)}
