@@ -641,9 +641,15 @@ def test_unknown_optimizer_fails_at_merge_naming_choices():
 
 
 def test_presets_are_in_the_config_store_and_build():
+    from mtl_attack.data.registry import task_names
+
     presets = preset_configs()
-    # 5 optimizers x (5 objectives + Single-x for 3 NYUv2 + 2 more Taskonomy tasks), and the ensemble.
-    assert len(presets) == 51 and "dgba_apgd" in presets and "single_segment_semantic_apgd" in presets
+    # The task names the dataset configs declare: Cityscapes' two, NYUv2's three, two more of Taskonomy.
+    assert task_names() == ("segmentation", "depth", "segment_semantic", "normal", "depth_zbuffer", "keypoints2d",
+                            "edge_texture")
+    # 5 optimizers x (5 objectives + Single-x without a task + Single-x for the 7 task names), and the ensemble.
+    assert len(presets) == 66 and "dgba_apgd" in presets and "single_segment_semantic_apgd" in presets
+    assert presets["single_pgd"] == {"optimizer": "pgd", "objective": "single", "target_task": None}
     assert presets["ensemble"] == {"optimizer": "ensemble", "objective": "dgba", "target_task": None,
                                    "apgd_start": "reference", "restarts": 2}
     assert not (Path(__file__).resolve().parents[1] / "conf" / "attack").exists()  # one table, no YAML copies
@@ -661,10 +667,10 @@ def test_presets_are_in_the_config_store_and_build():
             calls.append(kwargs)
 
     register_presets(Recorder(), ["seg"])
-    assert len(calls) == 31 and {c["group"] for c in calls} == {"attack"}
+    assert len(calls) == 36 and {c["group"] for c in calls} == {"attack"}
     # Single-x presets follow the task names they are given; the rest do not depend on them.
     mine = preset_configs(["seg", "depth"])
-    assert len(mine) == 5 * (5 + 2) + 1 and mine["single_seg_pgd"]["target_task"] == "seg"
+    assert len(mine) == 5 * (5 + 1 + 2) + 1 and mine["single_seg_pgd"]["target_task"] == "seg"
     assert {k: v for k, v in mine.items() if not k.startswith("single_")} == \
         {k: v for k, v in presets.items() if not k.startswith("single_")}
     schema = OmegaConf.structured(AttackConfig)
@@ -672,6 +678,10 @@ def test_presets_are_in_the_config_store_and_build():
         cfg = OmegaConf.merge(schema, fields)
         if fields["objective"] == "weightedtotal":
             cfg.weights = dict(WEIGHTS)
+        if fields["objective"] == "single" and fields["target_task"] is None:  # single_<optimizer>: the user names the task
+            with pytest.raises(ValueError, match="needs target_task"):
+                build_attack_from_config(cfg, 4 / 255)
+            cfg.target_task = "normal"
         attack = build_attack_from_config(cfg, 4 / 255)
         if name == "ensemble":
             assert [n for n, _ in attack.members(["seg", "depth"])] == [

@@ -19,7 +19,7 @@ from mtl_attack.bench import (ARP_TOLERANCE, arp_agreement, arp_check, relative_
 from mtl_attack.cli import main
 from mtl_attack.batches import attack_inputs
 from mtl_attack.evaluation import evaluate
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import config_tasks
 
 EPS = 4 / 255
 
@@ -39,7 +39,7 @@ class Toy(nn.Module):
         super().__init__()
         self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                                    nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
-        self.heads = nn.ModuleDict({t.name: nn.Conv2d(8, t.channels, 1) for t in get_tasks("nyuv2")})
+        self.heads = nn.ModuleDict({t.name: nn.Conv2d(8, t.channels, 1) for t in config_tasks("nyuv2")})
 
     def forward(self, x):
         h = self.trunk(x)
@@ -51,7 +51,7 @@ def toy_problem():
     torch.manual_seed(0)
     model = Toy().eval()
     batch = synthetic_batch("nyuv2", 2, 12, seed=1)
-    targets, losses = attack_inputs(batch, get_tasks("nyuv2"))
+    targets, losses = attack_inputs(batch, config_tasks("nyuv2"))
     return model, batch["image"], targets, losses
 
 
@@ -301,7 +301,7 @@ class OutOfMemory(nn.Module):
 
 
 def test_out_of_memory_names_the_batch_size_to_lower():
-    tasks = get_tasks("nyuv2")
+    tasks = config_tasks("nyuv2")
     b = synthetic_batch("nyuv2", 3, 8)
     items = [{"image": b["image"][i], "targets": {k: v[i] for k, v in b["targets"].items()},
               "masks": {k: v[i] for k, v in b["masks"].items()}} for i in range(3)]

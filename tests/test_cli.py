@@ -9,7 +9,7 @@ from mtl_attack.cli import main
 from mtl_attack.models.build import layout_size
 from mtl_attack.models.layout import layout_by_index
 from mtl_attack.models.tree import TreeMTLModel, param_counts
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import config_tasks
 
 
 def test_data_makes_and_inspects_the_default_dataset(tmp_path):
@@ -45,7 +45,7 @@ def test_layout_json_known_answer(capsys):
 
 @pytest.mark.parametrize("backbone,index", [("resnet34", 9), ("mobilenetv2", 23)])
 def test_torch_count_equals_a_built_model(backbone, index):
-    tasks = get_tasks("nyuv2")
+    tasks = config_tasks("nyuv2")
     layout = layout_by_index(3, index)
     model = TreeMTLModel(backbone, layout, [t.name for t in tasks], [t.channels for t in tasks], head_width=8)
     size = layout_size(layout, backbone, [t.channels for t in tasks], 8)

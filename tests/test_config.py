@@ -10,7 +10,7 @@ from mtl_attack.models.layout import all_shared, independent, layout_by_index
 def test_defaults_compose():
     cfg = compose()
     assert cfg.dataset.name == "synth_nyuv2"
-    assert cfg.dataset.kind.value == "nyuv2"
+    assert cfg.dataset.format.value == "nyuv2"
     assert cfg.backbone.name.value == "resnet34"
     assert cfg.attack.optimizer.value == "apgd" and cfg.attack.objective.value == "dgba"
     assert cfg.eps == 4.0  # pixel units out of 255
@@ -129,13 +129,14 @@ def test_neutral_keys_are_the_job_folder_exclusions():
     assert {"logger.mode", "logger.group", "logger.project", "logger.entity"} <= set(excluded)
 
 
-def test_dataset_kinds_come_from_the_dataset_table():
-    from mtl_attack.data.registry import DATASETS, dataset_config_names, kind_of
+def test_dataset_formats_come_from_the_format_table():
+    from mtl_attack.data.formats import FORMATS
+    from mtl_attack.data.registry import dataset_config_names, format_of
 
     with pytest.raises(ConfigCompositionException) as err:
-        compose(["dataset.kind=cityscapes"])
-    assert all(kind in str(err.value.__cause__) for kind in DATASETS)
-    assert {kind_of(name) for name in dataset_config_names()} == set(DATASETS)
-    assert kind_of("synth_nyuv2") == "nyuv2" and kind_of("taskonomy") == "taskonomy"
+        compose(["dataset.format=nyuv3"])
+    assert all(name in str(err.value.__cause__) for name in FORMATS)
+    assert {format_of(name) for name in dataset_config_names()} == set(FORMATS)
+    assert format_of("synth_nyuv2") == "nyuv2" and format_of("taskonomy") == "taskonomy"
     with pytest.raises(ValueError, match="synth_nyuv2"):
-        kind_of("nyuv3")
+        format_of("nyuv3")

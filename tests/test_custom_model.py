@@ -111,3 +111,57 @@ def test_a_missing_task_or_wrong_channels_stop_before_any_work(tmp_path):
     with pytest.raises(UserError, match="does not fit user_nets.TinyMultiTask: 9 shape mismatches"):
         preflight(_custom(f"model.checkpoint={other}", cache_dir=tmp_path / "c"))
     assert not (tmp_path / "c").exists()
+
+
+def test_outputs_and_args_are_given_as_mappings(tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from mtl_attack.models.custom import constructor_args
+
+    typed = ["model=custom", "model._target_=pkg.Net",
+             "model.outputs={segmentation:segment_semantic,depth:depth_zbuffer}", "model.args={width:4}"]
+    cfg = compose(typed)
+    assert dict(cfg.model.outputs) == {"segmentation": "segment_semantic", "depth": "depth_zbuffer"}
+    assert constructor_args(cfg.model) == {"width": 4}
+    # A key added beside the mapping joins it; a misspelled field still fails.
+    assert dict(compose([*typed, "+model.outputs.n=normal"]).model.outputs)["n"] == "normal"
+    with pytest.raises(ConfigCompositionException, match="model.outptus"):
+        compose(["model=custom", "model._target_=pkg.Net", "model.outptus={a:b}"])
+    printed = run_cli([str(REPO / "run.py"), *typed, "--cfg", "job"], tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "    segmentation: segment_semantic\n    depth: depth_zbuffer\n" in printed.stdout
+    assert "  args:\n    width: 4\n" in printed.stdout
+
+
+def test_a_package_that_fails_on_its_own_import_is_named(tmp_path, monkeypatch):
+    import sys
+
+    from mtl_attack.models.custom import import_target
+
+    pkg = tmp_path / "brokennetpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text("import no_such_dependency_of_nets\n\nclass Net:\n    pass\n")
+    (pkg / "raises.py").write_text("raise RuntimeError('needs a GPU')\n")
+    (pkg / "fine.py").write_text("class Net:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(UserError) as err:
+            preflight(compose(tiny("model=custom", "model._target_=brokennetpkg.nets.Net",
+                                   cache_dir=tmp_path / "c")))
+        assert str(err.value) == ("model._target_=brokennetpkg.nets.Net: importing brokennetpkg.nets failed: No "
+                                  "module named 'no_such_dependency_of_nets' (an import inside the package; install "
+                                  "its dependencies, or a version of it that matches your torch/torchvision)")
+        with pytest.raises(UserError, match=r"importing brokennetpkg.raises failed \(RuntimeError: needs a GPU\)"):
+            import_target("brokennetpkg.raises.Net")
+        # Only a package that is not found at all gets the PYTHONPATH advice.
+        with pytest.raises(UserError, match="no module named 'no_such_pkg'; put its package on PYTHONPATH"):
+            import_target("no_such_pkg.nets.Net")
+        with pytest.raises(UserError, match="brokennetpkg has no module 'nope'; check the path"):
+            import_target("brokennetpkg.nope.Net")
+        with pytest.raises(UserError, match="module brokennetpkg.fine has no 'Nett'; check the class name"):
+            import_target("brokennetpkg.fine.Nett")
+        assert import_target("brokennetpkg.fine.Net").__name__ == "Net"
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] == "brokennetpkg"]:
+            del sys.modules[name]

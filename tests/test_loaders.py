@@ -16,17 +16,35 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from mtl_attack import tasks as T
 from mtl_attack.data import build_dataset, formats
 from mtl_attack.data.datasets import (
     augment_sample,
     bilinear_resize,
-    decoded_to_tensors,
     flip_sample,
     nearest_resize,
     pad_crop_sample,
     resize_sample,
+    sample_to_tensors,
     train_prescale_factor,
 )
+from mtl_attack.data.registry import config_task_specs
+
+# The declared tasks (name -> options) each format is read with: those of its dataset config.
+NYU = config_task_specs("nyuv2")
+TK = config_task_specs("taskonomy")
+MTAN = config_task_specs("nyuv2_mtan")
+SPECS = {"nyuv2": NYU, "taskonomy": TK, "nyuv2_mtan": MTAN}
+
+
+def kinds_of(specs: dict) -> dict:
+    """task -> (TaskKind, options), as the geometry functions take them."""
+    return {t: (T.TASK_KINDS[o["kind"]], o) for t, o in specs.items()}
+
+
+def nyu_tensors(root: str, paths, tasks=tuple(NYU)):
+    """A read NYUv2 sample as (image, targets, masks) tensors at the stored size."""
+    return sample_to_tensors(formats.nyuv2.sample_from_decoded(formats.read_nyuv2_sample(root, paths)), tasks)
 
 H, W, B = 24, 32, 8  # image size and block side: 3 x 4 blocks, block k = row * 4 + col
 NB = (H // B) * (W // B)
@@ -205,7 +223,7 @@ def test_semseg_prior_roundtrip(tk_root):
 
 
 def test_nyuv2_test_items_resize_to_input_size(nyu_root):
-    ds = build_dataset("nyuv2", nyu_root, "test", input_size=16)
+    ds = build_dataset("nyuv2", nyu_root, "test", NYU, input_size=16)
     assert len(ds) == 2 and ds.tasks == ("segment_semantic", "normal", "depth_zbuffer") and ds.class_weights is None
     item = ds[0]
     S = 16
@@ -242,14 +260,14 @@ def test_nyuv2_test_items_resize_to_input_size(nyu_root):
 
 
 def test_nyuv2_default_input_size_is_321(nyu_root):
-    assert build_dataset("nyuv2", nyu_root, "test")[1]["image"].shape == (3, 321, 321)
+    assert build_dataset("nyuv2", nyu_root, "test", NYU)[1]["image"].shape == (3, 321, 321)
 
 
 def test_taskonomy_test_items_and_collate(tk_root):
-    ds = build_dataset("taskonomy", tk_root, "test", input_size=16)
+    ds = build_dataset("taskonomy", tk_root, "test", TK, input_size=16)
     assert ds.base_size == 18  # round(16 * 256 / 224)
     assert torch.allclose(ds.class_weights, torch.linspace(0.5, 2.0, 17))
-    assert len(build_dataset("taskonomy", tk_root, "test_small", input_size=16)) == 1
+    assert len(build_dataset("taskonomy", tk_root, "test_small", TK, input_size=16)) == 1
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["image"].shape == (2, 3, 16, 16)
     assert batch["targets"]["keypoints2d"].shape == (2, 1, 16, 16)
@@ -274,7 +292,7 @@ def test_taskonomy_paths_relative_to_split_folder(tmp_path):
     rel = formats.write_taskonomy_sample(os.path.join(root, "test"), "a", *tk_arrays())
     formats.write_split_json(root, "taskonomy", {"train": [], "test": [rel], "test_small": []})
     formats.write_semseg_prior(root, np.ones(17))
-    item = build_dataset("taskonomy", root, "test", input_size=8)[0]
+    item = build_dataset("taskonomy", root, "test", TK, input_size=8)[0]
     assert item["image"].shape == (3, 8, 8)
 
 
@@ -293,7 +311,7 @@ def identify_blocks(image: torch.Tensor) -> np.ndarray:
 
 def test_train_augmentation_keeps_alignment_and_flips_normals(nyu_root):
     S = 20
-    ds = build_dataset("nyuv2", nyu_root, "train", input_size=S, augment=True, seed=3)
+    ds = build_dataset("nyuv2", nyu_root, "train", NYU, input_size=S, augment=True, seed=3)
     flips = set()
     for epoch in range(8):
         ds.set_epoch(epoch)
@@ -349,27 +367,27 @@ def test_nyuv2_train_crop_comes_from_prescaled_image(tmp_path):
     root, paths = _random_nyuv2_split(str(tmp_path / "nyu480"), h, w, rng, rng.random((h, w)) > 0.1)
 
     def by_hand(size, prescaled_hw, seed):
-        image, targets, masks = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic", "normal", "depth_zbuffer"))
+        image, targets, masks = nyu_tensors(root, paths, ("segment_semantic", "normal", "depth_zbuffer"))
         if prescaled_hw is not None:
-            image, targets, masks = resize_sample(image, targets, masks, prescaled_hw)
-        return augment_sample(image, targets, masks, size, np.random.default_rng((seed, 0, 0)))
+            image, targets, masks = resize_sample(image, targets, masks, prescaled_hw, kinds_of(NYU))
+        return augment_sample(image, targets, masks, size, np.random.default_rng((seed, 0, 0)), kinds_of(NYU))
 
     def same(item, want):
         img, tg, mk = want
         return torch.equal(item["image"], img) and torch.equal(item["targets"]["segment_semantic"], tg["segment_semantic"]) and all(
             torch.equal(item["targets"][t], tg[t] * mk[t]) and torch.equal(item["masks"][t], mk[t]) for t in ("normal", "depth_zbuffer"))
 
-    item = build_dataset("nyuv2", root, "train", input_size=64, augment=True, seed=5)[0]
+    item = build_dataset("nyuv2", root, "train", NYU, input_size=64, augment=True, seed=5)[0]
     assert item["image"].shape == (3, 64, 64)
     assert same(item, by_hand(64, (96, 128), 5))  # round(480 * 64/321), round(640 * 64/321)
     assert not torch.equal(item["image"], by_hand(64, None, 5)[0])  # not cut from the full-size image
-    item = build_dataset("nyuv2", root, "train", input_size=321, augment=True, seed=5)[0]
+    item = build_dataset("nyuv2", root, "train", NYU, input_size=321, augment=True, seed=5)[0]
     assert same(item, by_hand(321, None, 5))  # the paper's input: no pre-scale
 
 
 def test_train_augmentation_is_deterministic_under_seed(tk_root):
-    a = build_dataset("taskonomy", tk_root, "train", input_size=16, augment=True, seed=7)
-    b = build_dataset("taskonomy", tk_root, "train", input_size=16, augment=True, seed=7)
+    a = build_dataset("taskonomy", tk_root, "train", TK, input_size=16, augment=True, seed=7)
+    b = build_dataset("taskonomy", tk_root, "train", TK, input_size=16, augment=True, seed=7)
 
     def same(x, y):
         return torch.equal(x["image"], y["image"]) and all(torch.equal(x["targets"][t], y["targets"][t]) for t in a.tasks)
@@ -391,9 +409,9 @@ def test_decoded_memo_gives_the_items_of_fresh_reads(kind, nyu_root, tk_root, mo
     from mtl_attack.data import datasets
 
     root = nyu_root if kind == "nyuv2" else tk_root
-    kept = build_dataset(kind, root, "train", input_size=16, augment=True, seed=3)
+    kept = build_dataset(kind, root, "train", SPECS[kind], input_size=16, augment=True, seed=3)
     monkeypatch.setattr(datasets, "MEMO_BYTES", 0)
-    fresh = build_dataset(kind, root, "train", input_size=16, augment=True, seed=3)
+    fresh = build_dataset(kind, root, "train", SPECS[kind], input_size=16, augment=True, seed=3)
     monkeypatch.undo()
     for epoch in range(3):
         kept.set_epoch(epoch)
@@ -405,7 +423,7 @@ def test_decoded_memo_gives_the_items_of_fresh_reads(kind, nyu_root, tk_root, mo
                        for t in kept.tasks)
     assert len(kept._memo) == len(kept) and not fresh._memo
     assert pickle.loads(pickle.dumps(kept))._memo == {}
-    test = build_dataset(kind, root, "test", input_size=16)
+    test = build_dataset(kind, root, "test", SPECS[kind], input_size=16)
     assert torch.equal(test[0]["image"], test[0]["image"]) and len(test._memo) == 1
 
 
@@ -416,11 +434,12 @@ def test_pad_crop_and_flip_known_answer():
         "normal": torch.tensor([[[0.6] * 3] * 2, [[0.0] * 3] * 2, [[0.8] * 3] * 2]),
     }
     masks = {t: torch.ones(2, 3, dtype=torch.bool) for t in targets}
-    img, tg, mk = pad_crop_sample(image, targets, masks, (4, 3), (0, 0))  # pad 1 row above and below
+    kinds = kinds_of(NYU)  # the normal task negates x when mirrored (negate_x_on_flip defaults to true)
+    img, tg, mk = pad_crop_sample(image, targets, masks, (4, 3), (0, 0), kinds)  # pad 1 row above and below
     assert img[0, :, 0].tolist() == [0, 1, 4, 0]
     assert tg["segment_semantic"][:, 0].tolist() == [255, 1, 4, 255]
     assert mk["normal"][:, 0].tolist() == [False, True, True, False]
-    _, tf, _ = flip_sample(image, targets, masks, negate_normal_x=True)
+    _, tf, _ = flip_sample(image, targets, masks, kinds)
     assert tf["segment_semantic"][0].tolist() == [3, 2, 1]
     assert torch.allclose(tf["normal"][0], torch.full((2, 3), -0.6)) and torch.allclose(tf["normal"][2], torch.full((2, 3), 0.8))
     assert nearest_resize(torch.arange(4)[None], (1, 2)).tolist() == [[0, 2]]
@@ -437,19 +456,19 @@ def one_line(excinfo) -> str:
 
 def test_missing_root_and_json(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
-        build_dataset("nyuv2", str(tmp_path / "nope"), "test")
+        build_dataset("nyuv2", str(tmp_path / "nope"), "test", NYU)
     assert "nope" in one_line(e) and "dataset.root" in one_line(e)
     with pytest.raises(FileNotFoundError) as e:
-        build_dataset("taskonomy", str(tmp_path), "test")
+        build_dataset("taskonomy", str(tmp_path), "test", TK)
     assert "taskonomy.json" in one_line(e)
     with pytest.raises(ValueError) as e:
-        build_dataset("cityscapes", str(tmp_path), "test")
+        build_dataset("nyuv3", str(tmp_path), "test", NYU)
     assert "nyuv2" in one_line(e)
 
 
 def test_unknown_split_and_bad_split_json(nyu_root, tmp_path):
     with pytest.raises(ValueError) as e:
-        build_dataset("nyuv2", nyu_root, "val")
+        build_dataset("nyuv2", nyu_root, "val", NYU)
     assert "val" in one_line(e) and "test" in one_line(e)
     with pytest.raises(ValueError):
         formats.write_split_json(str(tmp_path), "nyuv2", {"train": [], "tset": []})
@@ -459,7 +478,7 @@ def test_unknown_split_and_bad_split_json(nyu_root, tmp_path):
 
 def test_missing_listed_file(nyu_root):
     os.remove(os.path.join(nyu_root, "seg", "0003.png"))
-    ds = build_dataset("nyuv2", nyu_root, "test", input_size=8)
+    ds = build_dataset("nyuv2", nyu_root, "test", NYU, input_size=8)
     ds[0]  # other samples still load
     with pytest.raises(FileNotFoundError) as e:
         ds[1]
@@ -481,7 +500,7 @@ def test_missing_listed_file(nyu_root):
 def test_nyuv2_wrong_encoding(nyu_root, which, array, needle):
     Image.fromarray(array).save(os.path.join(nyu_root, which))
     with pytest.raises(ValueError) as e:
-        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+        build_dataset("nyuv2", nyu_root, "test", NYU, input_size=8)[0]
     msg = one_line(e)
     assert which.split("/")[-1] in msg and needle in msg
 
@@ -490,26 +509,26 @@ def test_nyuv2_bad_depth_npy(nyu_root):
     path = os.path.join(nyu_root, "depth", "0002.npy")
     np.save(path, np.zeros((H, W), np.int32))
     with pytest.raises(ValueError) as e:
-        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+        build_dataset("nyuv2", nyu_root, "test", NYU, input_size=8)[0]
     assert "0002.npy" in one_line(e) and "float" in one_line(e)
     with open(path, "wb") as f:
         f.write(b"not a numpy file")
     with pytest.raises(ValueError) as e:
-        build_dataset("nyuv2", nyu_root, "test", input_size=8)[0]
+        build_dataset("nyuv2", nyu_root, "test", NYU, input_size=8)[0]
     assert "0002.npy" in one_line(e)
 
 
 def test_taskonomy_8bit_depth_rejected(tk_root):
     Image.fromarray(np.zeros((H, W), np.uint8)).save(os.path.join(tk_root, "depth_zbuffer", "s2.png"))
     with pytest.raises(ValueError) as e:
-        build_dataset("taskonomy", tk_root, "test", input_size=8)[0]
+        build_dataset("taskonomy", tk_root, "test", TK, input_size=8)[0]
     assert "s2.png" in one_line(e) and "16-bit" in one_line(e)
 
 
 def test_taskonomy_missing_prior(tk_root):
     os.remove(os.path.join(tk_root, "semseg_prior_factor.npy"))
     with pytest.raises(FileNotFoundError) as e:
-        build_dataset("taskonomy", tk_root, "test")
+        build_dataset("taskonomy", tk_root, "test", TK)
     assert "semseg_prior_factor.npy" in one_line(e)
 
 
@@ -565,13 +584,13 @@ def test_mtan_listing_scans_numbered_files(mtan_root):
     listing = formats.list_mtan_split(mtan_root, "val")
     assert listing.entries == [[f"val/{d}/{i}.npy" for d in ("image", "label", "depth", "normal")] for i in range(2)]
     assert listing.source == os.path.join(mtan_root, "val") and listing.alt_dirs == ()
-    ds = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)
+    ds = build_dataset("nyuv2_mtan", mtan_root, "val", MTAN, input_size=4)
     assert len(ds) == 2 and ds.tasks == ("segment_semantic", "normal", "depth_zbuffer") and ds.class_weights is None
     assert ds.sample_paths(1) == listing.entries[1]
 
 
 def test_mtan_item_targets_and_masks_exact(mtan_root):
-    item = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)[1]  # stored at the input size: no resize
+    item = build_dataset("nyuv2_mtan", mtan_root, "val", MTAN, input_size=4)[1]  # stored at the input size: no resize
     image, label, depth, normal = mtan_arrays(1)
     t, m = item["targets"], item["masks"]
     assert torch.equal(item["image"], torch.from_numpy(image).permute(2, 0, 1))  # float kept as stored
@@ -603,7 +622,7 @@ def test_mtan_test_resize_of_a_non_square_picture(tmp_path):
     image = rng.random((6, 8, 3)).astype(np.float32)
     for split in ("train", "val"):
         formats.write_mtan_sample(root, split, 0, image, label, rng.uniform(0.5, 4, (6, 8)), normal)
-    item = build_dataset("nyuv2_mtan", root, "val", input_size=4)[0]
+    item = build_dataset("nyuv2_mtan", root, "val", MTAN, input_size=4)[0]
     iy, ix = np.arange(4) * 6 // 4, np.arange(4) * 8 // 4
     want = label[np.ix_(iy, ix)]
     assert (item["targets"]["segment_semantic"].numpy() == np.where(want < 0, 255, want)).all()
@@ -611,7 +630,7 @@ def test_mtan_test_resize_of_a_non_square_picture(tmp_path):
 
 
 def test_mtan_default_input_size_is_288(mtan_root):
-    assert build_dataset("nyuv2_mtan", mtan_root, "val")[0]["image"].shape == (3, 288, 288)
+    assert build_dataset("nyuv2_mtan", mtan_root, "val", MTAN)[0]["image"].shape == (3, 288, 288)
 
 
 def test_mtan_train_prescale_reference():
@@ -651,32 +670,32 @@ def _expect_one_line(exc, fn, *needles):
 def test_mtan_missing_and_mismatched_files(mtan_root):
     val = os.path.join(mtan_root, "val")
     os.remove(os.path.join(val, "label", "1.npy"))
-    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val", MTAN),
                      os.path.join(val, "label"), "1.npy", "same numbers")
     np.save(os.path.join(val, "label", "1.npy"), mtan_arrays(1)[1])
     np.save(os.path.join(val, "depth", "2.npy"), mtan_arrays(1)[2])  # a number the other folders lack
-    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val", MTAN),
                      os.path.join(val, "depth"), "2.npy")
     for d in formats.MTAN_DIRS:  # numbers 0 and 2 in every folder: a gap
         os.replace(os.path.join(val, d, "1.npy"), os.path.join(val, d, "2.npy"))
-    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val", MTAN),
                      os.path.join(val, "image"), "no 1.npy", "0..N-1")
 
 
 def test_mtan_missing_folders(mtan_root, tmp_path):
-    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "test"),
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "test", MTAN),
                      os.path.join(mtan_root, "test"), "train, val", "dataset.test_split")
-    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", str(tmp_path / "nope"), "val"),
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", str(tmp_path / "nope"), "val", MTAN),
                      "nope", "dataset.root", "train/ and val/")
     import shutil
 
     shutil.rmtree(os.path.join(mtan_root, "train", "normal"))
-    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "train"),
+    _expect_one_line(FileNotFoundError, lambda: build_dataset("nyuv2_mtan", mtan_root, "train", MTAN),
                      os.path.join(mtan_root, "train", "normal"), "image/, label/, depth/, normal/")
     for d in formats.MTAN_DIRS:
         shutil.rmtree(os.path.join(mtan_root, "val", d))
         os.makedirs(os.path.join(mtan_root, "val", d))
-    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val"),
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val", MTAN),
                      os.path.join(mtan_root, "val", "image"), "no numbered .npy")
 
 
@@ -699,7 +718,7 @@ def test_mtan_bad_file_is_one_line_error(mtan_root, case):
     folder, change, exc, needle = _BAD_MTAN[case]
     path = os.path.join(mtan_root, "val", folder, "1.npy")
     np.save(path, change(np.load(path)))
-    ds = build_dataset("nyuv2_mtan", mtan_root, "val", input_size=4)
+    ds = build_dataset("nyuv2_mtan", mtan_root, "val", MTAN, input_size=4)
     ds[0]  # the other sample still loads
     _expect_one_line(exc, lambda: ds[1], path, needle)
 
@@ -708,7 +727,7 @@ def test_mtan_unreadable_npy(mtan_root):
     path = os.path.join(mtan_root, "val", "depth", "0.npy")
     with open(path, "wb") as f:
         f.write(b"not a numpy file")
-    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val")[0], path, ".npy")
+    _expect_one_line(ValueError, lambda: build_dataset("nyuv2_mtan", mtan_root, "val", MTAN)[0], path, ".npy")
 
 
 def test_check_files_lists_the_mtan_folders(mtan_root):
@@ -716,15 +735,18 @@ def test_check_files_lists_the_mtan_folders(mtan_root):
     from mtl_attack.data.build import check_files
     from mtl_attack.errors import UserError
 
-    ds = compose(["dataset=nyuv2_mtan", f"dataset.root={mtan_root}"]).dataset
+    from mtl_attack.data.registry import selected_tasks
+
+    cfg = compose(["dataset=nyuv2_mtan", f"dataset.root={mtan_root}"])
+    ds, tasks = cfg.dataset, selected_tasks(cfg)
     assert ds.test_split == "val" and ds.input_size == 288
-    assert check_files(ds) == 2 * 2 * 4  # train and val, 2 samples of 4 files each
+    assert check_files(ds, tasks) == 2 * 2 * 4  # train and val, 2 samples of 4 files each
     np.save(os.path.join(mtan_root, "val", "image", "1.npy"), np.zeros((MH, MW), np.float32))
-    _expect_one_line(UserError, lambda: check_files(ds), os.path.join("val", "image", "1.npy"), "HxWx3")
+    _expect_one_line(UserError, lambda: check_files(ds, tasks), os.path.join("val", "image", "1.npy"), "HxWx3")
     os.remove(os.path.join(mtan_root, "train", "depth", "0.npy"))
-    _expect_one_line(UserError, lambda: check_files(ds), os.path.join(mtan_root, "train", "depth"), "0.npy")
+    _expect_one_line(UserError, lambda: check_files(ds, tasks), os.path.join(mtan_root, "train", "depth"), "0.npy")
     wrong = compose(["dataset=nyuv2_mtan", f"dataset.root={mtan_root}", "dataset.test_split=test"]).dataset
-    _expect_one_line(UserError, lambda: check_files(wrong, splits=("test",)), "dataset.test_split")
+    _expect_one_line(UserError, lambda: check_files(wrong, tasks, splits=("test",)), "dataset.test_split")
 
 
 def test_json_kinds_list_through_the_same_listing(nyu_root, tk_root):
@@ -741,7 +763,7 @@ def test_synth_mtan_config_runs_through_prepare(tmp_path):
     from mtl_attack.parts import prepare
 
     cfg = compose(tiny("dataset=synth_nyuv2_mtan", cache_dir=tmp_path / "cache"))
-    assert cfg.dataset.kind.value == "nyuv2_mtan" and cfg.dataset.test_split == "val"
+    assert cfg.dataset.format.value == "nyuv2_mtan" and cfg.dataset.test_split == "val"
     parts = prepare(cfg, torch.device("cpu"), progress=False)
     assert (parts.root / "val" / "image" / "5.npy").is_file() and not (parts.root / "val" / "image" / "6.npy").exists()
     assert len(parts.train) == 12 and len(parts.test) == 6
@@ -764,11 +786,11 @@ def test_scale_range_one_crops_the_stored_picture_unresampled(tmp_path):
     rng = np.random.default_rng(1)
     h, w = 24, 32
     root, paths = _random_nyuv2_split(str(tmp_path / "nyu"), h, w, rng, np.ones((h, w), bool))
-    stored = decoded_to_tensors(formats.read_nyuv2_sample(root, paths), ("segment_semantic",))[0]
+    stored = nyu_tensors(root, paths, ("segment_semantic",))[0]
     windows = {tuple(img[:, :, left:left + 24].flatten().tolist())
                for img in (stored, stored.flip(-1)) for left in range(w - 24 + 1)}
-    ds = build_dataset("nyuv2", root, "train", input_size=24, augment=True, seed=0, scale_range=(1.0, 1.0))
-    paper = build_dataset("nyuv2", root, "train", input_size=24, augment=True, seed=0)
+    ds = build_dataset("nyuv2", root, "train", NYU, input_size=24, augment=True, seed=0, scale_range=(1.0, 1.0))
+    paper = build_dataset("nyuv2", root, "train", NYU, input_size=24, augment=True, seed=0)
     inside = []
     for epoch in range(6):
         ds.set_epoch(epoch), paper.set_epoch(epoch)
@@ -781,16 +803,18 @@ def test_scale_range_and_augment_reach_the_train_split_and_the_key(tmp_path):
     from helpers import tiny
     from mtl_attack.config import compose
     from mtl_attack.data.build import build_splits, prepare_root
+    from mtl_attack.data.registry import selected_tasks
     from mtl_attack.models.layout import all_shared
     from mtl_attack.training import checkpoint_path, model_key
 
     paper = compose(tiny("train.scale_range=[0.5,1.5]", cache_dir=tmp_path))
     none = compose(tiny("train.scale_range=[1,1]", cache_dir=tmp_path))
     root = prepare_root(paper.dataset, tmp_path, progress=False)
-    train, _ = build_splits(none.dataset, root, none.train.augment, tuple(none.train.scale_range))
+    train, _ = build_splits(none.dataset, root, selected_tasks(none), none.train.augment, tuple(none.train.scale_range))
     assert train.scale_range == (1.0, 1.0) and train.augment
-    plain, test = build_splits(paper.dataset, root, augment=False)
-    assert torch.equal(plain[0]["image"], build_dataset("nyuv2", root, "train", paper.dataset.input_size)[0]["image"])
+    plain, test = build_splits(paper.dataset, root, selected_tasks(paper), augment=False)
+    assert torch.equal(plain[0]["image"],
+                       build_dataset("nyuv2", root, "train", selected_tasks(paper), paper.dataset.input_size)[0]["image"])
     layout = all_shared(3)
     assert "scale_range" not in model_key(paper, layout)["train"]  # the paper's range: keys as before the option
     assert model_key(none, layout)["train"]["scale_range"] == [1.0, 1.0]

@@ -20,7 +20,7 @@ from mtl_attack.config import compose
 from mtl_attack.data import formats
 from mtl_attack.models.build import build_model
 from mtl_attack.models.layout import layout_by_index
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import config_tasks
 from mtl_attack.training import model_key, checkpoint_path, train_or_load
 
 RUN = str(REPO / "run.py")
@@ -71,7 +71,7 @@ def real_nyuv2(tmp_path_factory):
 
 def _other_checkpoint(path):
     """A valid mtl-attack checkpoint of another layout (independent), whose shapes do not fit AS."""
-    tasks = get_tasks("nyuv2")
+    tasks = config_tasks("nyuv2")
     model = build_model("resnet34", layout_by_index(3, 2), tasks, 4, 0, path.parent / "c", width=0.25)
     torch.save({"state_dict": model.state_dict()}, path)
     return path

@@ -10,7 +10,7 @@ from helpers import REPO, run_cli, tiny
 from mtl_attack import floats, records
 from mtl_attack.scores import arp
 from mtl_attack.tasks import SCORERS, summed_stats
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import config_tasks
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_single_run_writes_a_consistent_record(cache, tmp_path):
     assert record["status"] == "done"
     assert record["config"]["eps"] == 4.0 and record["attack"]["eps_01"] == pytest.approx(4 / 255)
     # ARP in the record equals an independent computation from its metrics.
-    overall, per_task = arp(record["metrics"]["clean"], record["metrics"]["attacked"], get_tasks("nyuv2"))
+    overall, per_task = arp(record["metrics"]["clean"], record["metrics"]["attacked"], config_tasks("nyuv2"))
     assert record["arp"]["overall"] == pytest.approx(overall)
     assert record["arp"]["per_task"] == pytest.approx(per_task)
     for key in ("code", "packages", "device", "started", "finished"):

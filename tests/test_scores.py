@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from mtl_attack.scores import arp, relative_drop, transferability
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import config_tasks
 
 DIRS = {
     "segment_semantic": {"miou": True, "pixel_acc": True},
@@ -45,7 +45,7 @@ def test_sign_convention():
 
 
 def test_accepts_task_objects():
-    tasks = get_tasks("nyuv2")
+    tasks = config_tasks("nyuv2")
     clean = {t.name: {k: 10.0 for k in t.metrics} for t in tasks}
     worse = {t.name: {k: (5.0 if hib else 20.0) for k, hib in t.metrics.items()} for t in tasks}
     overall, per_task = arp(clean, worse, tasks)

@@ -21,7 +21,7 @@ from mtl_attack.evaluation import evaluate
 from mtl_attack.models.build import build_model
 from mtl_attack.models.layout import all_shared, independent, layout_by_index
 from mtl_attack.scores import arp, transferability
-from mtl_attack.data.registry import get_tasks
+from mtl_attack.data.registry import selected_tasks
 from mtl_attack.training import adversarial_settings, checkpoint_path, model_key, train_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -96,7 +96,8 @@ def test_adversarial_training_changes_the_model_and_lowers_the_training_attack_a
     as much (seeds 0-3; seed 0: 17.2 vs 1.8).
     """
     cfg, train, _, tasks, root = setup
-    fitted = Subset(build_dataset("nyuv2", root, "train", cfg.dataset.input_size, augment=False), range(4))
+    fitted = Subset(build_dataset("nyuv2", root, "train", selected_tasks(cfg), cfg.dataset.input_size,
+                                   augment=False), range(4))
     attack = build_attack("fgsm", "total", eps=64 / 255)
     models, arps, infos = {}, {}, {}
     for adv in (None, "total_fgsm"):

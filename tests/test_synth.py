@@ -177,7 +177,7 @@ def test_screen_rectangle_culling_changes_nothing(monkeypatch):
 @pytest.mark.parametrize("call, match", [
     (lambda: render_scene(0, H, W, "cityscapes"), "unknown synthetic dataset kind"),
     (lambda: render_scene(0, H, W, "nyuv2_mtan"), "unknown synthetic dataset kind"),  # a format, not a scene kind
-    (lambda: generate_dataset("/nonexistent", "cityscapes", 1, 1, H, W, 0), "unknown synthetic dataset kind"),
+    (lambda: generate_dataset("/nonexistent", "nyuv3", 1, 1, H, W, 0), "unknown synthetic dataset kind"),
     (lambda: render_scene(0, 2, W, "nyuv2"), "too small"),
     (lambda: render_scene("zero", H, W, "nyuv2"), "seed"),
     (lambda: generate_dataset("/nonexistent", "nyuv2", 0, 1, H, W, 0), "n_train must be an integer >= 1"),
@@ -342,9 +342,9 @@ def test_nyuv2_mtan_dataset_holds_the_nyuv2_scenes(tmp_path):
 
 
 def test_every_renderable_kind_is_a_renderer_format():
-    from mtl_attack.data.registry import DATASETS
+    from mtl_attack.data.formats import FORMATS
 
-    assert {k for k, spec in DATASETS.items() if spec.renderable} == set(synth.KINDS)
+    assert {k for k, fmt in FORMATS.items() if fmt.rendered is not None} == set(synth.KINDS)
     assert set(synth.SCENE_KINDS) < set(synth.KINDS)
 
 

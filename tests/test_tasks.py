@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtl_attack.data.registry import get_tasks
+from mtl_attack import tasks as T
+from mtl_attack.data.registry import config_task_specs, config_tasks
 from mtl_attack.tasks import (
     SCORERS,
     DepthErrorMeter,
@@ -43,7 +44,7 @@ def _one_hot_logits(labels, classes, scale=30.0):
 
 
 def test_nyuv2_tasks_order_channels_metrics():
-    tasks = get_tasks("nyuv2")
+    tasks = config_tasks("nyuv2")
     assert [t.name for t in tasks] == ["segment_semantic", "normal", "depth_zbuffer"]
     assert [t.channels for t in tasks] == [40, 3, 1]
     assert list(tasks[0].metrics.items()) == [("miou", True), ("pixel_acc", True)]
@@ -57,7 +58,7 @@ def test_nyuv2_tasks_order_channels_metrics():
 
 
 def test_taskonomy_tasks_use_loss_as_metric():
-    tasks = get_tasks("taskonomy")
+    tasks = config_tasks("taskonomy")
     assert [t.name for t in tasks] == [
         "segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture",
     ]
@@ -66,8 +67,9 @@ def test_taskonomy_tasks_use_loss_as_metric():
 
 
 def test_unknown_kind_is_one_line_error():
-    with pytest.raises(ValueError, match="nyuv2, taskonomy") as e:
-        get_tasks("cityscapes")
+    with pytest.raises(ValueError, match="unknown dataset 'nyuv3'") as e:
+        config_tasks("nyuv3")
+    assert "nyuv2" in str(e.value) and "taskonomy" in str(e.value)  # names the valid options
     assert "\n" not in str(e.value)
 
 
@@ -79,7 +81,7 @@ def test_meter_keys_match_declared_metrics():
         "normal": _unit_normals(2, 4, 4, g),
         "depth_zbuffer": torch.rand(2, 1, 4, 4, generator=g) + 0.5,
     }
-    for t in get_tasks("nyuv2"):
+    for t in config_tasks("nyuv2"):
         m = t.meter()
         m.update(torch.randn(2, t.channels, 2, 2, generator=g), targets[t.name], None)
         assert list(m.compute()) == list(t.metrics)
@@ -87,11 +89,11 @@ def test_meter_keys_match_declared_metrics():
 
 def test_nyuv2_mtan_tasks_follow_libmtl():
     """LibMTL examples/nyu/main.py: 13 classes; mIoU, pixAcc; abs_err, rel_err; mean, median, <11.25, <22.5, <30."""
-    tasks = get_tasks("nyuv2_mtan")
+    tasks = config_tasks("nyuv2_mtan")
     assert [t.name for t in tasks] == ["segment_semantic", "normal", "depth_zbuffer"]
     assert [t.channels for t in tasks] == [13, 3, 1]
     assert list(tasks[0].metrics.items()) == [("miou", True), ("pixel_acc", True)]
-    assert list(tasks[1].metrics.items()) == list(get_tasks("nyuv2")[1].metrics.items())
+    assert list(tasks[1].metrics.items()) == list(config_tasks("nyuv2")[1].metrics.items())
     assert list(tasks[2].metrics.items()) == [("abs_err", False), ("rel_err", False)]
     assert tasks[2].meter().kind == "depth_err" and SCORERS["depth_err"] is DepthErrorMeter.score
 
@@ -103,7 +105,7 @@ def test_nyuv2_mtan_meter_keys_match_declared_metrics():
         "normal": _unit_normals(2, 4, 4, g),
         "depth_zbuffer": torch.rand(2, 1, 4, 4, generator=g) + 0.5,
     }
-    for t in get_tasks("nyuv2_mtan"):
+    for t in config_tasks("nyuv2_mtan"):
         m = t.meter()
         m.update(torch.randn(2, t.channels, 2, 2, generator=g), targets[t.name], None)
         assert list(m.compute()) == list(t.metrics)
@@ -115,7 +117,7 @@ def test_nyuv2_mtan_losses_match_libmtl_formulas():
     """Per sample, LibMTL's NYUv2 losses (examples/nyu/utils.py) written out by hand on one image:
     cross-entropy ignoring -1 (here 255), L1 over depth != 0, 1 - mean cos over non-zero normals."""
     g = _gen(5)
-    seg, normal, depth = get_tasks("nyuv2_mtan")
+    seg, normal, depth = config_tasks("nyuv2_mtan")
     logits = torch.randn(1, 13, 3, 4, generator=g)
     labels = torch.randint(0, 13, (1, 3, 4), generator=g)
     labels[0, 0, :2] = 255  # stored -1
@@ -146,7 +148,7 @@ def test_depth_error_meter_hand_computed():
 
 
 def test_metrics_mapping_is_read_only():
-    t = get_tasks("nyuv2")[0]
+    t = config_tasks("nyuv2")[0]
     with pytest.raises(TypeError):
         t.metrics["miou"] = False
 
@@ -158,7 +160,7 @@ def test_perfect_segmentation():
     g = _gen(2)
     gt = torch.randint(0, 40, (2, 6, 5), generator=g)
     logits = _one_hot_logits(gt, 40)
-    task = get_tasks("nyuv2")[0]
+    task = config_tasks("nyuv2")[0]
     m = task.meter()
     m.update(logits, gt, None)
     out = m.compute()
@@ -309,10 +311,10 @@ def test_segmentation_class_weights_match_torch_weighted_mean():
     for b in range(2):
         ref = F.cross_entropy(logits[b : b + 1], gt[b : b + 1], weight=w, ignore_index=255)
         assert loss[b] == pytest.approx(float(ref), rel=1e-5)
-    tasks = get_tasks("taskonomy", seg_class_weights=[1.0] * 17)
+    tasks = T.build_tasks(config_task_specs("taskonomy"), [1.0] * 17)
     assert tasks[0].loss(torch.zeros(1, 17, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), None).shape == (1,)
     with pytest.raises(ValueError, match="17 classes"):
-        get_tasks("taskonomy", seg_class_weights=[1.0] * 3)
+        T.build_tasks(config_task_specs("taskonomy"), [1.0] * 3)
 
 
 # ----------------------------------------------------------------------------- depth: hand counts
@@ -391,7 +393,7 @@ def test_invalid_pixels_change_nothing():
         "normal": torch.where(inv.unsqueeze(1), torch.full_like(nrm_gt, float("nan")), nrm_gt),
         "depth_zbuffer": torch.where(inv.unsqueeze(1), torch.full_like(dep_gt, -5.0), dep_gt),
     }
-    for t in get_tasks("nyuv2"):
+    for t in config_tasks("nyuv2"):
         p, bp = preds[t.name], garbage_pred(preds[t.name])
         assert torch.allclose(t.loss(p, targets[t.name], mask), t.loss(bp, bad_targets[t.name], mask), atol=1e-6)
         m1, m2 = t.meter(), t.meter()
@@ -410,7 +412,7 @@ def test_invalid_pixels_change_nothing():
 
 def test_per_sample_losses_are_independent():
     g = _gen(9)
-    for t in get_tasks("taskonomy"):
+    for t in config_tasks("taskonomy"):
         pred = torch.randn(3, t.channels, 4, 4, generator=g)
         if t.name == "segment_semantic":
             tgt = torch.randint(0, t.channels, (3, 4, 4), generator=g)
@@ -459,7 +461,7 @@ def test_loss_targets_sit_where_the_metric_upsampling_puts_each_cell():
 
 def test_gradients_finite_for_zero_predictions_and_empty_masks():
     g = _gen(10)
-    for t in get_tasks("taskonomy"):
+    for t in config_tasks("taskonomy"):
         pred = torch.zeros(2, t.channels, 3, 3, requires_grad=True)
         if t.name == "segment_semantic":
             tgt = torch.randint(0, t.channels, (2, 3, 3), generator=g)
@@ -478,7 +480,7 @@ def test_gradients_finite_for_zero_predictions_and_empty_masks():
 
 def test_loss_meter_is_mean_of_per_sample_losses():
     g = _gen(11)
-    t = get_tasks("taskonomy")[2]
+    t = config_tasks("taskonomy")[2]
     m = t.meter()
     values = []
     for n in (2, 1):
@@ -491,7 +493,7 @@ def test_loss_meter_is_mean_of_per_sample_losses():
 
 
 def test_shape_errors_are_one_line():
-    t = get_tasks("nyuv2")[1]
+    t = config_tasks("nyuv2")[1]
     with pytest.raises(ValueError, match="expected 3"):
         t.loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2), None)
     with pytest.raises(ValueError, match="mask must be"):

@@ -8,7 +8,6 @@ import torch
 from helpers import tiny
 from mtl_attack.config import compose
 from mtl_attack.models.build import build_model, resolve_layout
-from mtl_attack.data.registry import get_tasks
 from mtl_attack.training import checkpoint_path, model_key, multitask_loss, train_model, train_or_load
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -33,3 +33,17 @@ class Normalized(nn.Module):
 
     def forward(self, x):
         return self.net((x - self.mean) / self.std)
+
+
+class TwoTask(nn.Module):
+    """A segmentation + depth network (outputs keyed seg/depth), as most published two-task models are."""
+
+    def __init__(self, width: int = 8, classes: int = 3):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.seg = nn.Conv2d(width, classes, 1)
+        self.depth = nn.Conv2d(width, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        f = self.encoder(x)
+        return {"seg": self.seg(f), "depth": self.depth(f)}

@@ -1,4 +1,4 @@
-"""Trivial predictors a trained model must beat: majority class, mean normal, mean depth."""
+"""Trivial predictors a trained model must beat: each task kind's constant (majority class, mean normal, mean map)."""
 from __future__ import annotations
 
 import torch
@@ -8,8 +8,9 @@ from torch import nn
 def constant_predictions(train_set, tasks, limit: int = 256) -> dict[str, torch.Tensor]:
     """Per task, the constant output [C] of the trivial predictor fitted on train items.
 
-    Class tasks (int64 targets): logits with the most frequent valid class highest.
-    Other tasks: the per-channel mean over valid pixels (normals then re-normalized).
+    Each task's kind fits it (:meth:`~mtl_attack.tasks.kinds.TaskKind.trivial`): segmentation
+    logits with the most frequent valid class highest, the mean normal re-normalised, the
+    per-channel mean of other maps.
     """
     n = min(limit, len(train_set))
     consts = {}
@@ -19,17 +20,7 @@ def constant_predictions(train_set, tasks, limit: int = 256) -> dict[str, torch.
             item = train_set[i]
             target, mask = item["targets"][t.name], item["masks"][t.name]
             vals.append(target[mask] if target.dtype == torch.int64 else target[:, mask].T)
-        v = torch.cat(vals)
-        if v.dtype == torch.int64:
-            counts = torch.bincount(v, minlength=t.channels)[: t.channels]
-            logits = torch.full((t.channels,), -10.0)
-            logits[counts.argmax()] = 10.0
-            consts[t.name] = logits
-        else:
-            mean = v.double().mean(0).float()
-            if t.name == "normal":
-                mean = mean / mean.norm().clamp_min(1e-12)
-            consts[t.name] = mean
+        consts[t.name] = t.task_kind.trivial(torch.cat(vals), t.channels)
     return consts
 
 

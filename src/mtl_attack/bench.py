@@ -42,7 +42,7 @@ from .attacks.build import OPTIMIZERS
 from .attacks.config import Precision
 from .batches import attack_inputs
 from .config import eps_to_unit
-from .data.registry import get_tasks
+from .data.registry import config_tasks
 from .models.layout import all_shared, independent, layout_by_index
 from .models.tree import TreeMTLModel
 from .records import machine_label
@@ -123,27 +123,27 @@ def row_specs(optimizers: Sequence[str]) -> list[dict]:
     return rows
 
 
-def synthetic_batch(kind: str, batch: int, size: int, device: torch.device | str = "cpu", seed: int = 0) -> dict:
+def synthetic_batch(dataset: str, batch: int, size: int, device: torch.device | str = "cpu", seed: int = 0) -> dict:
     """A batch shaped like the datasets' (timing does not depend on the values).
 
     Returns {"image": [B,3,S,S] in [0,1], "targets": {task: ...}, "masks": {task: bool [B,S,S]}} with the
     conventions of mtl_attack.tasks (segmentation ids with ~10% ignore 255, unit normals, positive depth).
     """
     gen = torch.Generator().manual_seed(seed)
-    tasks = get_tasks(kind)
+    tasks = config_tasks(dataset)
     b, s = batch, size
     targets, masks = {}, {}
     for t in tasks:
-        if t.name == "segment_semantic":
+        if t.kind == "segmentation":
             seg = torch.randint(0, t.channels, (b, s, s), generator=gen)
             seg[torch.rand(b, s, s, generator=gen) < 0.1] = 255
             targets[t.name], masks[t.name] = seg, seg != 255
-        elif t.name == "normal":
+        elif t.kind == "normal":
             n = torch.nn.functional.normalize(torch.randn(b, 3, s, s, generator=gen), dim=1)
             targets[t.name], masks[t.name] = n, torch.ones(b, s, s, dtype=torch.bool)
         else:
-            low = 0.5 if t.name == "depth_zbuffer" else 0.0
-            targets[t.name] = low + torch.rand(b, 1, s, s, generator=gen) * 5
+            low = 0.5 if t.kind == "depth" else 0.0
+            targets[t.name] = low + torch.rand(b, t.channels, s, s, generator=gen) * 5
             masks[t.name] = torch.ones(b, s, s, dtype=torch.bool)
     out = {"image": torch.rand(b, 3, s, s, generator=gen), "targets": targets, "masks": masks}
     return {"image": out["image"].to(device), "targets": {k: v.to(device) for k, v in targets.items()},
@@ -349,7 +349,7 @@ def run_bench(spec: BenchSpec, log: Callable[[str], None] | None = None) -> dict
 
 
 def _run_bench(spec: BenchSpec, device: torch.device, log: Callable[[str], None]) -> dict:
-    tasks = get_tasks(spec.dataset)
+    tasks = config_tasks(spec.dataset)
     batch = synthetic_batch(spec.dataset, spec.batch, spec.size, device, spec.seed)
     rows = row_specs(spec.optimizers)
     groups = []

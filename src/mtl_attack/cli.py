@@ -14,7 +14,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     cfg = compose(args.overrides)
     parts = prepare(cfg, progress=not args.quiet, with_model=False)
     train, test = parts.train, parts.test
-    print(f"dataset {cfg.dataset.name} ({cfg.dataset.kind.value}) at {parts.root}")
+    print(f"dataset {cfg.dataset.name} ({cfg.dataset.format.value}: {', '.join(t.name for t in parts.tasks)}) at {parts.root}")
     for name, split in (("train", train), ("test", test)):
         print(describe_split(name, split, limit=args.inspect))
     if args.grid:
@@ -30,10 +30,10 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
     from .models.build import layout_size
     from .models.layout import enumerate_layouts, layout_by_index, parse_layout
-    from .data.registry import DATASETS, get_tasks, kind_of
+    from .data.registry import config_tasks
 
-    kind = args.dataset if args.dataset in DATASETS else kind_of(args.dataset)
-    tasks = get_tasks(kind)
+    tasks = config_tasks(args.dataset, args.tasks.split(",") if args.tasks else None)
+    kind = f"{args.dataset}: {', '.join(t.name for t in tasks)}"
     channels = [t.channels for t in tasks]
     if args.index is not None and args.spec is not None:
         raise ValueError("give --index or --spec, not both")
@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .attacks.build import OPTIMIZERS
     from .attacks.config import Precision
     from .config import BackboneName
-    from .data.registry import DATASETS, dataset_config_names
+    from .data.registry import dataset_config_names
 
-    kinds = list(DATASETS)
+    datasets = list(dataset_config_names())
     backbones = [b.value for b in BackboneName]
     optimizers = list(OPTIMIZERS)
     precisions = [p.value for p in Precision]
@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     lay = sub.add_parser("layout", help="print a TreeMTL layout and its size, or list all layouts")
-    lay.add_argument("--dataset", default="nyuv2", choices=list(dict.fromkeys(kinds + list(dataset_config_names()))),
-                     help="a dataset kind or a dataset= option (default nyuv2)")
+    lay.add_argument("--dataset", default="nyuv2", choices=datasets,
+                     help="a dataset= option whose tasks the layouts split (default nyuv2)")
+    lay.add_argument("--tasks", help="comma-separated subset of the dataset's tasks (default: all)")
     lay.add_argument("--backbone", default="resnet34", choices=backbones)
     lay.add_argument("--width", type=float, default=1.0, help="backbone channel scale (1.0 = the paper's)")
     lay.add_argument("--index", type=int, help="model index in TreeMTL's enumeration (0 = all-shared)")
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "DGBA (and DGBA with one backward per task) at each precision, memory "
                                      "format and compile setting; defaults are paper-shaped (docs/performance.md).")
     ben.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model --arp attacks")
-    ben.add_argument("--dataset", default="nyuv2", choices=kinds, help="tasks and their shapes")
+    ben.add_argument("--dataset", default="nyuv2", choices=datasets, help="a dataset= option: tasks and their shapes")
     ben.add_argument("--size", type=int, default=321, help="square input side in pixels (paper: 321)")
     ben.add_argument("--backbone", default="resnet34", choices=backbones)
     ben.add_argument("--width", type=float, default=1.0, help="backbone channel scale (1.0 = the paper's)")

@@ -19,16 +19,29 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from .attacks.config import AttackConfig
-from .data.registry import DATASETS
+from .data.formats import FORMATS
+from .paths import conf_dir  # noqa: F401  (re-exported: the CLI and tests take it from here)
+from .tasks import TASK_KINDS
 
-# The dataset kinds of the dataset table (mtl_attack.data.registry), as an enum so a
-# misspelled `dataset.kind` fails at compose time with the valid choices.
-DatasetKind = Enum("DatasetKind", {name: name for name in DATASETS})
+# The on-disk formats (mtl_attack.data.formats) and task kinds (mtl_attack.tasks.kinds) as
+# enums, so a misspelled `dataset.format` or task kind fails at compose time with the choices.
+DatasetFormat = Enum("DatasetFormat", {name: name for name in FORMATS})
+TaskKindName = Enum("TaskKindName", {name: name for name in TASK_KINDS})
 
 
 class BackboneName(Enum):
     resnet34 = "resnet34"
     mobilenetv2 = "mobilenetv2"
+
+
+def _open_mapping(values: Any):
+    """An empty mapping node of str keys that accepts new keys although Hydra locks the config
+    (struct), so `model.outputs={a:b}` and `dataset.tasks={...}` work as typed, not only
+    `+model.outputs.a=b`."""
+    from omegaconf import DictConfig
+
+    return lambda: DictConfig({}, key_type=str, element_type=values, ref_type=Dict[str, values],
+                              flags={"struct": False})
 
 
 @dataclass
@@ -43,15 +56,35 @@ class SynthConfig:
 
 
 @dataclass
+class TaskSpec:
+    """One declared task: its kind and the kind's options (mtl_attack.tasks.kinds lists which
+    options each kind takes; unset options keep the kind's defaults)."""
+
+    kind: TaskKindName = MISSING
+    classes: Optional[int] = None  # segmentation: number of classes
+    ignore: Optional[int] = None  # segmentation (folder format): stored label of unlabelled pixels (255)
+    class_weights: Optional[Any] = None  # segmentation: C loss weights, or "stored" (the format's)
+    metrics: Optional[str] = None  # full | errors (depth) | loss
+    negate_x_on_flip: Optional[bool] = None  # normal: mirroring negates x (true)
+    invalid: Optional[float] = None  # depth (folder format): stored value of missing depth (0)
+    scale: Optional[float] = None  # depth (folder format): stored units per unit (1)
+    channels: Optional[int] = None  # regression: channels of the map (1)
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
-    kind: DatasetKind = MISSING
+    # The on-disk format (mtl_attack.data.formats): nyuv2, taskonomy, nyuv2_mtan, cityscapes, folder.
+    format: DatasetFormat = MISSING
+    # The tasks stored with the data, by name and kind, in model-output order.
+    tasks: Dict[str, TaskSpec] = field(default_factory=_open_mapping(TaskSpec))
     # Folder with the real data (nyu_v2_3task.json or taskonomy.json inside).
     root: Optional[str] = None
     # Set for the rendered datasets: they are made on first use in the cache.
     synthetic: Optional[SynthConfig] = None
     # Side of the square network input after the test resize / train crop (pixels).
     input_size: int = MISSING
+    train_split: str = "train"
     test_split: str = "test"
     # Attack only the first N test images (None: all); the data and model are unchanged.
     test_limit: Optional[int] = None
@@ -174,8 +207,9 @@ class ModelConfig:
     _target_: Optional[str] = None
     # Trained weights: a state_dict, or a dict holding one under "state_dict" (mtl-attack's files).
     checkpoint: Optional[str] = None
-    # The user's model: its output key -> the dataset's task name, where they differ.
-    outputs: Dict[str, str] = field(default_factory=dict)
+    # The user's model: its output key -> the dataset's task name, where they differ; set key by key
+    # (+model.outputs.seg=segment_semantic) or as one mapping (model.outputs={seg:segment_semantic}).
+    outputs: Dict[str, str] = field(default_factory=_open_mapping(str))
     # The user's model: the input convention it expects, applied by a wrapper.
     input: ModelInput = ModelInput.unit
     # The user's model: train it with the dataset's losses (cached like any model), or attack it as loaded.
@@ -183,8 +217,8 @@ class ModelConfig:
     # The user's model: its name in tables and records (default: the class name).
     label: Optional[str] = None
     # The user's model: constructor keyword arguments given in a config file (a file cannot add
-    # keys to this schema); on the command line `+model.<name>=value` adds one beside them.
-    args: Dict[str, Any] = field(default_factory=dict)
+    # keys to this schema) or as model.args={width:4}; `+model.<name>=value` adds one beside them.
+    args: Dict[str, Any] = field(default_factory=_open_mapping(Any))
 
 
 class LoggerName(Enum):
@@ -211,6 +245,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     logger: LoggerConfig = MISSING
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    # The tasks the model is built for, trained, attacked and scored on (a subset of
+    # dataset.tasks, kept in the dataset's order); null: every task of the dataset.
+    tasks: Optional[List[str]] = None
     # L-infinity budget in pixel units out of 255 (eps=4 means 4/255 on [0,1] images).
     eps: float = 4.0
     seed: int = 0
@@ -283,18 +320,6 @@ def register() -> None:
 
 
 register()
-
-
-def conf_dir() -> str:
-    """Absolute path of the repository's conf/ folder (the package is installed editable)."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "conf"
-    if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(
-            f"no conf/config.yaml at {path}; install mtl-attack from its repository with `pip install -e .`"
-        )
-    return str(path)
 
 
 def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from .data.build import build_splits, plain_train_split, prepare_root
-from .data.registry import get_tasks
+from .data.registry import make_tasks, selected_tasks
 from .models.build import build_model
 from .models.custom import build_custom
 from .models.layout import Layout
@@ -28,7 +28,7 @@ class Parts:
     """What a job works on. `model` is None when :func:`prepare` was asked for data only.
 
     root: the data folder; train: the augmented train split; test: the (limited) test split;
-    tasks: the dataset's tasks in order; layout: the TreeMTL layout (None for a user's network); model: in eval mode on
+    tasks: the job's tasks in order (the selected ones of the dataset's, :func:`~mtl_attack.data.registry.make_tasks`); layout: the TreeMTL layout (None for a user's network); model: in eval mode on
     `device`; source: where its weights came from ({"source", "path", "train"}).
     """
 
@@ -45,7 +45,7 @@ class Parts:
     @cached_property
     def plain_train(self):
         """The train split without augmentation (trivial predictors, WeightedTotal's calibration), opened once."""
-        return plain_train_split(self.cfg.dataset, self.root)
+        return plain_train_split(self.cfg.dataset, self.root, selected_tasks(self.cfg))
 
 
 def trained_model(cfg: DictConfig, layout: Layout | None, tasks, train, device: torch.device,
@@ -70,8 +70,8 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     checked = checked or preflight(cfg)
     device = checked.device if device is None else device
     root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
-    train, test = build_splits(cfg.dataset, root, cfg.train.augment, tuple(cfg.train.scale_range))
-    tasks = get_tasks(cfg.dataset.kind, seg_class_weights=getattr(train, "class_weights", None))
+    train, test = build_splits(cfg.dataset, root, selected_tasks(cfg), cfg.train.augment, tuple(cfg.train.scale_range))
+    tasks = make_tasks(cfg, getattr(train, "class_weights", None))
     parts = Parts(cfg, device, root, train, test, tasks, checked.layout)
     if with_model:
         parts.model, parts.source = trained_model(cfg, checked.layout, tasks, train, device, progress,

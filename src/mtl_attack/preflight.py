@@ -249,12 +249,16 @@ def preflight(cfg: DictConfig) -> Checked:
     Raises UserError (one line) on the first problem found.
     """
     from .data.build import check_files
-    from .data.registry import get_tasks
+    from .data.registry import make_tasks, selected_tasks
 
     check_eps(cfg.eps)
     device = check_device(cfg.device)
     _check_sizes(cfg)
-    tasks = get_tasks(cfg.dataset.kind.value)
+    try:
+        specs = selected_tasks(cfg)
+        tasks = make_tasks(cfg)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     names = [t.name for t in tasks]
     custom = bool(cfg.model.get("_target_"))
     if custom:
@@ -268,5 +272,5 @@ def preflight(cfg: DictConfig) -> Checked:
     check_writable("cache_dir", cfg.cache_dir)
     model = _check_custom(cfg, tasks) if custom else _check_checkpoint(cfg, layout, tasks)
     _check_logger(cfg)
-    check_files(cfg.dataset)
+    check_files(cfg.dataset, specs)
     return Checked(device, names, layout, model)

@@ -192,7 +192,7 @@ def flatten(record: dict) -> dict:
     start, reference or authors; empty for other optimizers), seed, device, shared_blocks (leading all-shared blocks), train_attack
     and train_attack_eps (adversarial training; empty for clean training), threat
     ("white-box" or "black-box"), surrogate (the black-box surrogate's label), git_commit, git_dirty
-    and finished (provenance), arp (overall), arp_<task>, their 95% bootstrap intervals over
+    and finished (provenance), tasks (the job's tasks, ","-joined), arp (overall), arp_<task>, their 95% bootstrap intervals over
     images arp_lo, arp_hi, arp_<task>_lo, arp_<task>_hi, images (test images), stats_file (the
     per-image statistics, :func:`read_image_stats`), clean_<task>_<metric>,
     attacked_<task>_<metric>, higher_<task>_<metric> (True when higher is better, from the
@@ -213,6 +213,8 @@ def flatten(record: dict) -> dict:
         "job": record.get("job", {}).get("name"),
         "job_dir": record.get("job", {}).get("dir"),
         "dataset": cfg.get("dataset", {}).get("name"),
+        # The tasks the model was built for and scored on (a subset with tasks=[...]), ","-joined.
+        "tasks": ",".join((record.get("arp") or {}).get("per_task") or {}) or None,
         # A user's network is named by its class path (record "model": kind custom).
         "backbone": model["class"] if model.get("kind") == "custom" else _backbone_label(cfg.get("backbone", {})),
         "width": None if model.get("kind") == "custom" else float(cfg.get("backbone", {}).get("width", 1.0)),

@@ -17,7 +17,8 @@ from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
 from .config import eps_to_unit
 from .data.datasets import SCALE_RANGE
-from .data.registry import get_dataset
+from .data.formats import get_format
+from .data.registry import selected_tasks
 from .errors import UserError
 from .models.build import MODEL_VERSION
 
@@ -231,7 +232,8 @@ def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> di
     key: dict = {
         "dataset": {
             "name": ds.name,
-            "kind": get_dataset(ds.kind).name,
+            "format": get_format(ds.format).name,
+            "tasks": selected_tasks(cfg),  # the tasks the model is built and trained for
             "root": None if ds.synthetic is not None else str(ds.root),
             "synthetic": OmegaConf.to_container(ds.synthetic) if ds.synthetic is not None else None,
             "input_size": ds.input_size,

@@ -44,11 +44,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", float], to
 
 
 def _labels(logits: torch.Tensor, labels: torch.Tensor, mask):
-    _check_pred("segment_semantic", logits)
-    target, valid = _prepare("segment_semantic", logits, labels, mask, 3, logits.shape[-2:])
+    _check_pred("segmentation", logits)
+    target, valid = _prepare("segmentation", logits, labels, mask, 3, logits.shape[-2:])
     target = target.long()
     valid = valid & (target != IGNORE_INDEX)
-    _check_seg_labels("segment_semantic", target, valid, logits.shape[1])
+    _check_seg_labels("segmentation", target, valid, logits.shape[1])
     return torch.where(valid, target, torch.zeros_like(target)), valid
 
 

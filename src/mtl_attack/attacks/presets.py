@@ -4,7 +4,8 @@ Each preset sets ``optimizer``, ``objective`` and ``target_task`` of the
 ``attack`` group (every other field keeps its :class:`~.config.AttackConfig`
 default). Names are ``<objective>_<optimizer>`` (``dgba_apgd``), and
 ``single_<task>_<optimizer>`` for an objective that attacks one named task
-(``single_normal_pgd``), one per task name given, and ``ensemble`` (the per-image
+(``single_normal_pgd``), one per task name given (and ``single_<optimizer>``, whose
+``attack.target_task`` the user sets), and ``ensemble`` (the per-image
 worst case over its members, with APGD's reference random start and two runs each,
 :mod:`.ensemble`). They live in Hydra's
 ConfigStore, so ``attack=dgba_apgd`` in a defaults list or on the command line
@@ -41,7 +42,9 @@ def preset_configs(task_names: Sequence[str] | None = None) -> dict[str, dict]:
     presets: dict[str, dict] = {}
     for optimizer in OPTIMIZERS:
         for objective, cls in OBJECTIVES.items():
-            for task in (tuple(task_names) if cls.needs_task else (None,)):
+            # An objective of one task also gets a preset without it, for tasks a user declares:
+            # attack=single_pgd attack.target_task=<task>.
+            for task in ((None, *task_names) if cls.needs_task else (None,)):
                 name = f"{objective}_{task}_{optimizer}" if task else f"{objective}_{optimizer}"
                 presets[name] = {"optimizer": optimizer, "objective": objective, "target_task": task}
     presets[ENSEMBLE] = dict(ENSEMBLE_PRESET)

@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 from torch.utils.data import Subset
 
 from .datasets import SCALE_RANGE, build_dataset
-from .registry import get_dataset
+from .formats import get_format
 
 
-def _kind(cfg: DictConfig) -> str:
-    return get_dataset(cfg.kind).name
+def _format(cfg: DictConfig) -> str:
+    return get_format(cfg.format).name
 
 
 def _needs_root(cfg: DictConfig) -> str:
@@ -30,15 +30,15 @@ def _needs_root(cfg: DictConfig) -> str:
 def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) -> Path:
     """Return the folder holding the dataset's files, rendering it first if synthetic."""
     if cfg.synthetic is not None:
-        if not get_dataset(cfg.kind).renderable:
-            raise ValueError(f"dataset {cfg.name}: kind {_kind(cfg)} has no renderer; remove dataset.synthetic "
+        if get_format(cfg.format).rendered is None:
+            raise ValueError(f"dataset {cfg.name}: the {_format(cfg)} format has no renderer; remove dataset.synthetic "
                              "and set dataset.root")
         from .synth import ensure_synthetic
 
         s = cfg.synthetic
         return ensure_synthetic(
             Path(cache_dir) / "data",
-            kind=_kind(cfg),
+            kind=_format(cfg),
             n_train=s.n_train,
             n_test=s.n_test,
             height=s.height,
@@ -51,13 +51,13 @@ def prepare_root(cfg: DictConfig, cache_dir: str | Path, progress: bool = True) 
     return Path(cfg.root).expanduser()
 
 
-def build_splits(cfg: DictConfig, root: Path, augment: bool = True,
+def build_splits(cfg: DictConfig, root: Path, tasks: dict, augment: bool = True,
                  scale_range: tuple[float, float] = SCALE_RANGE):
     """Train (augmented, random scale in `scale_range`) and test Datasets (the first `test_limit`
-    images) for the dataset config."""
-    train = build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=augment,
+    images) for the dataset config, reading `tasks` (name -> options, registry.selected_tasks)."""
+    train = build_dataset(_format(cfg), root, cfg.train_split, tasks, cfg.input_size, augment=augment,
                           scale_range=tuple(scale_range))
-    test = build_dataset(_kind(cfg), root, cfg.test_split, cfg.input_size, augment=False)
+    test = build_dataset(_format(cfg), root, cfg.test_split, tasks, cfg.input_size, augment=False)
     limit = cfg.test_limit
     if limit is not None:
         if limit < 1:
@@ -66,9 +66,9 @@ def build_splits(cfg: DictConfig, root: Path, augment: bool = True,
     return train, test
 
 
-def plain_train_split(cfg: DictConfig, root: Path):
+def plain_train_split(cfg: DictConfig, root: Path, tasks: dict):
     """The train split without augmentation (resized like the test split): trivial predictors, calibration."""
-    return build_dataset(_kind(cfg), root, "train", cfg.input_size, augment=False)
+    return build_dataset(_format(cfg), root, cfg.train_split, tasks, cfg.input_size, augment=False)
 
 
 # Every listed file is checked when the splits list at most this many; above it, every
@@ -76,45 +76,50 @@ def plain_train_split(cfg: DictConfig, root: Path):
 CHECK_ALL_FILES = 20000
 
 
-def check_files(cfg: DictConfig, splits: tuple[str, ...] | None = None, decode: int = 2) -> int:
+def check_files(cfg: DictConfig, tasks: dict, splits: tuple[str, ...] | None = None, decode: int = 2) -> int:
     """Stop before any work when a real dataset's files are missing or unreadable.
 
-    Lists the train and test splits with the kind's listing (its split json, or the
-    MTAN kind's scan of its numbered files), checks that every listed file exists
-    (see CHECK_ALL_FILES), and decodes the first and last `decode` samples of each
-    split (shapes and encodings, with the readers' one-line messages).
+    Lists the train and test splits with the format's listing (its split json, or a scan of
+    its folders), checks that every listed file exists (see CHECK_ALL_FILES) and decodes the
+    first and last `decode` samples of each split (shapes and encodings, with the readers'
+    one-line messages); a format with its own check (the folder format) runs it on every
+    listed sample instead. `tasks`: name -> options of the tasks to read.
     A rendered dataset (dataset.synthetic set) is made later and is not checked here.
     Returns the number of files found; raises UserError naming the first bad file.
     """
     from ..errors import UserError
-    from . import formats
+    from .formats import resolve_listed_path
 
     if cfg.synthetic is not None:
         return 0
-    kind = _kind(cfg)
     if not cfg.root:
         raise UserError(_needs_root(cfg))
     root = Path(cfg.root).expanduser().absolute()
     try:
-        spec = get_dataset(kind)
+        fmt = get_format(cfg.format)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset.root={cfg.root}: no such folder; set it to the folder holding "
-                                    f"{spec.root_holds}")
-        names = splits or ("train", cfg.test_split)
-        listings = {split: spec.list_split(str(root), split) for split in names}
+                                    f"{fmt.root_holds}")
+        names = splits or (cfg.train_split, cfg.test_split)
+        listings = {split: fmt.list_split(str(root), split, tasks) for split in names}
         total = sum(len(listing.entries) * len(listing.entries[0]) for listing in listings.values())
         found = 0
         for split, listing in listings.items():
             entries = listing.entries
-            step = 1 if split != "train" or total <= CHECK_ALL_FILES else max(1, total // CHECK_ALL_FILES)
+            if fmt.check is not None:
+                for entry in entries:
+                    fmt.check(str(root), entry, split, listing.source, tasks)
+                    found += len(entry)
+                continue
+            step = 1 if split != cfg.train_split or total <= CHECK_ALL_FILES else max(1, total // CHECK_ALL_FILES)
             for entry in entries[::step]:
                 for p in entry:
-                    formats.resolve_listed_path(str(root), p, listing.alt_dirs, listing.source)
+                    resolve_listed_path(str(root), p, listing.alt_dirs, listing.source)
                     found += 1
             for entry in entries[:decode] + entries[-decode:]:
-                spec.read(str(root), entry, split, listing.source)
-        if spec.class_weights is not None:
-            spec.class_weights(str(root))
+                fmt.read(str(root), entry, split, listing.source, tasks)
+        if any(o.get("class_weights") == "stored" for o in tasks.values()):
+            fmt.class_weights(str(root))
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
     return found

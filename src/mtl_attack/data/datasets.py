@@ -1,12 +1,11 @@
-"""Torch datasets over NYUv2 (AdaShare's and MTAN's copies) and Tiny-Taskonomy folders.
-
-Formats: :mod:`mtl_attack.data.formats`.
+"""A torch dataset over any on-disk format (:mod:`mtl_attack.data.formats`) and any declared tasks.
 
 An item is ``{"image": float32 [3,S,S] RGB in [0,1], "targets": {task: tensor},
-"masks": {task: bool [S,S]}}`` with S = input_size; targets are
-segment_semantic int64 [S,S] (255 = ignore), normal float32 [3,S,S] unit
-vectors, depth_zbuffer / keypoints2d / edge_texture float32 [1,S,S]; invalid
-pixels hold 0 and have mask False.
+"masks": {task: bool [S,S]}}`` with S = input_size; targets are, by task kind
+(:mod:`mtl_attack.tasks.kinds`), segmentation int64 [S,S] (255 = ignore), normal
+float32 [3,S,S] unit vectors, depth and regression float32 [C,S,S]; invalid
+pixels hold 0 and have mask False. Nothing here names a task: each task's kind
+says how its target is resized, mirrored and padded.
 
 Preprocessing follows the authors' loaders (see the formats docstring):
 
@@ -26,9 +25,9 @@ Preprocessing follows the authors' loaders (see the formats docstring):
 - Taskonomy first resizes every map to a square base of round(S*256/224)
   (256 for S = 224), as the authors' fixed 256 pre-resize. The authors use
   nearest for the image in this step; here the image is bilinear throughout.
-- Mirroring negates the normal's x component (channel 0) by default. The
-  authors do that for Taskonomy but not for NYUv2; pass
-  ``negate_normal_x_on_flip=False`` for their NYUv2 behaviour.
+- Mirroring negates a normal task's x component (channel 0) unless the task
+  declares ``negate_x_on_flip: false``. The authors do that for Taskonomy but
+  not for NYUv2.
 
 Decoded files of a split are kept in memory up to :data:`MEMO_BYTES` per dataset (per
 process: DataLoader workers keep their own), so later epochs skip the file decode; items
@@ -43,15 +42,15 @@ generator (which DataLoader seeds per worker).
 from __future__ import annotations
 
 import os
+from typing import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from . import formats
-from .registry import get_dataset
+from .. import tasks as T
+from .formats import get_format
 
-SEG = "segment_semantic"
 SCALE_RANGE = (0.5, 1.5)
 NYUV2_STORED_HEIGHT = 480  # pixels; AdaShare's NYUv2 images are 480x640
 NYUV2_PAPER_INPUT = 321  # pixels; the paper's NYUv2 crop and test side
@@ -66,23 +65,7 @@ MEMO_BYTES = 512 * 2**20
 Fields = dict[str, torch.Tensor]
 
 
-def _fill(task: str) -> int:
-    return formats.IGNORE_LABEL if task == SEG else 0
-
-
-def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize the last two dims of ``x`` (any dtype) to ``size`` = (h, w) with nearest.
-
-    Source index = floor(dst * in / out) in exact integer arithmetic, the rule of
-    cv2.INTER_NEAREST and torch "nearest" (which round in floating point).
-    """
-    h_in, w_in = x.shape[-2:]
-    h, w = size
-    if (h_in, w_in) == (h, w):
-        return x  # the identity (callers never write into it)
-    ih = torch.arange(h) * h_in // h  # exact integer floor
-    iw = torch.arange(w) * w_in // w
-    return x.index_select(-2, ih).index_select(-1, iw)
+nearest_resize = T.nearest_resize
 
 
 def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -93,20 +76,22 @@ def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def resize_sample(image: torch.Tensor, targets: Fields, masks: Fields, size: tuple[int, int]) -> tuple[torch.Tensor, Fields, Fields]:
-    """Resize image (bilinear) and every target and mask (nearest) to ``size`` = (h, w)."""
+Kinds = dict  # task name -> (TaskKind, options): how each target is resized, mirrored and padded
+
+
+def resize_sample(image: torch.Tensor, targets: Fields, masks: Fields, size: tuple[int, int],
+                  kinds: Kinds) -> tuple[torch.Tensor, Fields, Fields]:
+    """Resize image (bilinear) and every target (as its kind says) and mask (nearest) to ``size`` = (h, w)."""
     return (
         bilinear_resize(image, size),
-        {t: nearest_resize(v, size) for t, v in targets.items()},
+        {t: kinds[t][0].resize(v, size) for t, v in targets.items()},
         {t: nearest_resize(v, size) for t, v in masks.items()},
     )
 
 
-def flip_sample(image: torch.Tensor, targets: Fields, masks: Fields, negate_normal_x: bool) -> tuple[torch.Tensor, Fields, Fields]:
-    """Mirror left-right; with ``negate_normal_x`` the normal's channel 0 changes sign."""
-    targets = {t: v.flip(-1) for t, v in targets.items()}
-    if negate_normal_x and "normal" in targets:
-        targets["normal"][0].neg_()
+def flip_sample(image: torch.Tensor, targets: Fields, masks: Fields, kinds: Kinds) -> tuple[torch.Tensor, Fields, Fields]:
+    """Mirror left-right, each target as its kind mirrors it (normals negate x unless told not to)."""
+    targets = {t: kinds[t][0].mirror(v, kinds[t][1]) for t, v in targets.items()}
     return image.flip(-1), targets, {t: v.flip(-1) for t, v in masks.items()}
 
 
@@ -118,12 +103,12 @@ def _pad_crop(x: torch.Tensor, fill, pad_hw: tuple[int, int], off: tuple[int, in
 
 
 def pad_crop_sample(
-    image: torch.Tensor, targets: Fields, masks: Fields, crop: tuple[int, int], start: tuple[int, int]
+    image: torch.Tensor, targets: Fields, masks: Fields, crop: tuple[int, int], start: tuple[int, int], kinds: Kinds
 ) -> tuple[torch.Tensor, Fields, Fields]:
     """Pad to at least ``crop`` with the picture centred, then cut ``crop`` = (h, w) at ``start`` = (top, left).
 
     ``start`` indexes the padded canvas; valid tops are 0..max(H, h) - h. Padding:
-    image 0, seg 255, other targets 0, masks False.
+    image 0, each target its kind's fill (segmentation 255, others 0), masks False.
     """
     h, w = image.shape[-2:]
     pad_hw = (max(h, crop[0]), max(w, crop[1]))
@@ -132,7 +117,7 @@ def pad_crop_sample(
         raise ValueError(f"crop start {start} outside 0..{(pad_hw[0] - crop[0], pad_hw[1] - crop[1])}")
     return (
         _pad_crop(image, 0.0, pad_hw, off, start, crop),
-        {t: _pad_crop(v, _fill(t), pad_hw, off, start, crop) for t, v in targets.items()},
+        {t: _pad_crop(v, kinds[t][0].fill, pad_hw, off, start, crop) for t, v in targets.items()},
         {t: _pad_crop(v, False, pad_hw, off, start, crop) for t, v in masks.items()},
     )
 
@@ -143,8 +128,8 @@ def augment_sample(
     masks: Fields,
     crop: int,
     rng: np.random.Generator,
+    kinds: Kinds,
     scale_range: tuple[float, float] = SCALE_RANGE,
-    negate_normal_x: bool = True,
 ) -> tuple[torch.Tensor, Fields, Fields]:
     """The authors' training augmentation: random scale, mirror (p = 0.5), pad and random crop to crop x crop.
 
@@ -154,12 +139,12 @@ def augment_sample(
     s = scale_range[0] + rng.random() * (scale_range[1] - scale_range[0])
     size = (max(1, int(h * s)), max(1, int(w * s)))
     flip = rng.random() > 0.5
-    image, targets, masks = resize_sample(image, targets, masks, size)
+    image, targets, masks = resize_sample(image, targets, masks, size, kinds)
     if flip:
-        image, targets, masks = flip_sample(image, targets, masks, negate_normal_x)
+        image, targets, masks = flip_sample(image, targets, masks, kinds)
     top = int(rng.integers(0, max(size[0], crop) - crop + 1))
     left = int(rng.integers(0, max(size[1], crop) - crop + 1))
-    return pad_crop_sample(image, targets, masks, (crop, crop), (top, left))
+    return pad_crop_sample(image, targets, masks, (crop, crop), (top, left), kinds)
 
 
 def train_prescale_factor(stored_height: int, input_size: int,
@@ -179,101 +164,105 @@ def train_prescale_factor(stored_height: int, input_size: int,
     return min(1.0, input_size * h0 / (s0 * stored_height))
 
 
-def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_size: int,
+def prescale_sample(image: torch.Tensor, targets: Fields, masks: Fields, input_size: int, kinds: Kinds,
                     reference: tuple[int, int] = (NYUV2_STORED_HEIGHT, NYUV2_PAPER_INPUT)) -> tuple[torch.Tensor, Fields, Fields]:
     """Apply :func:`train_prescale_factor` to a sample (image [3,H,W] bilinear, labels nearest); sizes round to nearest."""
     h, w = image.shape[-2:]
     f = train_prescale_factor(h, input_size, reference)
     if f >= 1.0:
         return image, targets, masks
-    return resize_sample(image, targets, masks, (max(1, round(h * f)), max(1, round(w * f))))
+    return resize_sample(image, targets, masks, (max(1, round(h * f)), max(1, round(w * f))), kinds)
 
 
 # --------------------------------------------------------------------------- dataset
 
 
-def decoded_to_tensors(decoded: dict[str, np.ndarray], tasks: tuple[str, ...]) -> tuple[torch.Tensor, Fields, Fields]:
-    """Numpy dict from a formats reader -> (image float32 [3,H,W] in [0,1], targets, masks) at the stored size.
 
-    The reader's image is uint8 [H,W,3] (0-255) or float [H,W,3] already in [0,1] (the MTAN copy).
+def sample_to_tensors(sample: dict, tasks: Sequence[str]) -> tuple[torch.Tensor, Fields, Fields]:
+    """A format reader's sample (:data:`~mtl_attack.data.formats.Sample`) -> (image float32 [3,H,W]
+    in [0,1], targets, masks) of `tasks` at the stored size.
+
+    The reader's image is uint8 [H,W,3] (0-255) or float [H,W,3] already in [0,1]. Class ids
+    become int64 [H,W]; other maps float32 [C,H,W] ([H,W] maps get C = 1).
     """
-    image = torch.from_numpy(np.ascontiguousarray(decoded["image"])).permute(2, 0, 1).float()
-    if decoded["image"].dtype == np.uint8:
+    raw = sample["image"]
+    image = torch.from_numpy(np.ascontiguousarray(raw)).permute(2, 0, 1).float()
+    if raw.dtype == np.uint8:
         image = image.div_(255.0)
-    seg = torch.from_numpy(decoded["seg"].astype(np.int64))
-    targets: Fields = {
-        SEG: seg,
-        "normal": torch.from_numpy(np.ascontiguousarray(decoded["normal"], np.float32)).permute(2, 0, 1).contiguous(),
-        "depth_zbuffer": torch.from_numpy(np.asarray(decoded["depth"], np.float32))[None],
-    }
-    masks: Fields = {
-        SEG: seg != formats.IGNORE_LABEL,
-        "normal": torch.from_numpy(decoded["normal_valid"]),
-        "depth_zbuffer": torch.from_numpy(decoded["depth_valid"]),
-    }
-    for t in tasks[3:]:
-        targets[t] = torch.from_numpy(np.asarray(decoded[t], np.float32))[None]
-        masks[t] = torch.ones(seg.shape, dtype=torch.bool)
+    targets: Fields = {}
+    masks: Fields = {}
+    for t in tasks:
+        arr = np.asarray(sample["targets"][t])
+        if np.issubdtype(arr.dtype, np.integer):
+            targets[t] = torch.from_numpy(arr.astype(np.int64))
+        else:
+            arr = np.ascontiguousarray(arr, np.float32)
+            targets[t] = torch.from_numpy(arr)[None] if arr.ndim == 2 else torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+        masks[t] = torch.from_numpy(np.asarray(sample["valid"][t], bool))
     return image, targets, masks
 
 
 class MultiTaskDataset(Dataset):
-    """A split on disk of any dataset kind, yielding items in the shared convention (module docstring).
+    """A split on disk of any format, yielding items in the shared convention (module docstring).
 
-    The kind's listing (:class:`~mtl_attack.data.registry.DatasetSpec` list_split)
-    gives the split's samples: a split json's entries ("nyuv2", "taskonomy") or
-    the numbered files of the split's folders ("nyuv2_mtan").
+    The format's listing gives the split's samples: a split json's entries (nyuv2, taskonomy),
+    the numbered files of the split's folders (nyuv2_mtan, cityscapes) or the ids of the
+    split's image folder (folder).
 
     Args:
-        kind: a key of :data:`~mtl_attack.data.registry.DATASETS` ("nyuv2", "taskonomy", "nyuv2_mtan").
-        root: folder holding the data (the split json, or MTAN's train/ and val/ folders).
-        split: "train", "test" (Taskonomy also "test_small"; MTAN: "train", "val").
-        input_size: side S of the square output; default the kind's (321 NYUv2, 224 Taskonomy, 288 MTAN).
+        format: a key of :data:`~mtl_attack.data.formats.FORMATS`.
+        root: folder holding the data.
+        split: the split's name in the format (e.g. "train", "test", "val").
+        tasks: the declared tasks to read, name -> options (:func:`mtl_attack.data.registry.selected_tasks`).
+        input_size: side S of the square output; default the format's.
         augment: training augmentation (pre-scale, random scale, mirror, crop) instead of a resize.
         scale_range: (low, high) of the augmentation's random scale (unitless; the paper's 0.5-1.5).
         seed: makes augmentation reproducible (None: torch's global generator).
-        negate_normal_x_on_flip: mirror also negates the normal's x (authors: Taskonomy only).
 
-    Attributes: ``tasks`` (task names in the fixed order), ``class_weights``
-    (Taskonomy: float32 [17] seg cross-entropy weights from
-    semseg_prior_factor.npy; NYUv2: None), ``source`` (where the list came from).
+    Attributes: ``tasks`` (task names in order), ``class_weights`` (float32 [C] segmentation loss
+    weights stored with the data, for tasks declaring ``class_weights: stored``; None when no task
+    does), ``source`` (where the list came from).
     """
 
     def __init__(
         self,
-        kind: str,
+        format: str,
         root: str,
         split: str,
+        tasks: Mapping[str, Mapping],
         input_size: int | None = None,
         augment: bool = False,
         seed: int | None = None,
-        negate_normal_x_on_flip: bool = True,
         scale_range: tuple[float, float] = SCALE_RANGE,
     ) -> None:
-        self.kind = get_dataset(kind)
+        fmt = get_format(format)
+        self.format = fmt.name
         root = os.path.abspath(os.path.expanduser(str(root)))
         if not os.path.isdir(root):
             raise FileNotFoundError(
-                f"dataset root {root} does not exist; set dataset.root to the folder holding {self.kind.root_holds} (or use a synthetic dataset)"
+                f"dataset root {root} does not exist; set dataset.root to the folder holding {fmt.root_holds} (or use a synthetic dataset)"
             )
-        listing = self.kind.list_split(root, split)
-        size = self.kind.default_input_size if input_size is None else input_size
+        self.task_specs = {str(k): dict(v) for k, v in tasks.items()}
+        listing = fmt.list_split(root, split, self.task_specs)
+        size = fmt.default_input_size if input_size is None else input_size
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
         self.root = root
         self.split = split
         self.entries: list[list[str]] = listing.entries
         self.input_size = int(size)
-        self.base_size = None if self.kind.base_ratio is None else int(round(self.input_size * self.kind.base_ratio))
+        self.base_size = None if fmt.base_ratio is None else int(round(self.input_size * fmt.base_ratio))
+        self.train_prescale = fmt.train_prescale
         self.augment = bool(augment)
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.seed = seed
-        self.negate_normal_x_on_flip = bool(negate_normal_x_on_flip)
-        self.tasks = self.kind.task_names
+        self.tasks = tuple(self.task_specs)
+        self.kinds: Kinds = {t: (T.TASK_KINDS[o["kind"]], o) for t, o in self.task_specs.items()}
         self.source = listing.source
-        self.class_weights = None if self.kind.class_weights is None else torch.from_numpy(self.kind.class_weights(root))
+        stored = any(o.get("class_weights") == "stored" for o in self.task_specs.values())
+        self.class_weights = torch.from_numpy(fmt.class_weights(root)) if stored else None
         self.epoch = 0
-        self._memo: dict[int, dict[str, np.ndarray]] = {}
+        self._memo: dict[int, dict] = {}
         self._memo_bytes = 0
         self._memo_budget = MEMO_BYTES
 
@@ -282,13 +271,15 @@ class MultiTaskDataset(Dataset):
         state["_memo"], state["_memo_bytes"] = {}, 0
         return state
 
-    def _decoded(self, index: int) -> dict[str, np.ndarray]:
-        """The reader's arrays for item ``index``, from the memo when held. Callers never
-        write into them (every step below copies before changing values)."""
+    def _decoded(self, index: int) -> dict:
+        """The reader's sample for item ``index``, from the memo when held. Callers never
+        write into it (every step below copies before changing values)."""
         decoded = self._memo.get(index)
         if decoded is None:
-            decoded = self.kind.read(self.root, self.entries[index], self.split, self.source)
-            size = sum(np.asarray(v).nbytes for v in decoded.values())
+            decoded = get_format(self.format).read(self.root, self.entries[index], self.split, self.source,
+                                                   self.task_specs)
+            size = np.asarray(decoded["image"]).nbytes + sum(
+                np.asarray(decoded[part][t]).nbytes for part in ("targets", "valid") for t in self.tasks)
             if self._memo_bytes + size <= self._memo_budget:
                 self._memo[index] = decoded
                 self._memo_bytes += size
@@ -313,35 +304,35 @@ class MultiTaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self.entries):
             raise IndexError(f"index {index} out of range for {len(self.entries)} samples of {self.source}")
-        image, targets, masks = decoded_to_tensors(self._decoded(index), self.tasks)
+        image, targets, masks = sample_to_tensors(self._decoded(index), self.tasks)
+        kinds = self.kinds
         if self.base_size is not None:
-            image, targets, masks = resize_sample(image, targets, masks, (self.base_size, self.base_size))
+            image, targets, masks = resize_sample(image, targets, masks, (self.base_size, self.base_size), kinds)
         s = self.input_size
         if self.augment:
-            if self.kind.train_prescale is not None:
-                image, targets, masks = prescale_sample(image, targets, masks, s, self.kind.train_prescale)
-            image, targets, masks = augment_sample(
-                image, targets, masks, s, self._rng(index), self.scale_range,
-                negate_normal_x=self.negate_normal_x_on_flip
-            )
+            if self.train_prescale is not None:
+                image, targets, masks = prescale_sample(image, targets, masks, s, kinds, self.train_prescale)
+            image, targets, masks = augment_sample(image, targets, masks, s, self._rng(index), kinds,
+                                                   self.scale_range)
         else:
-            image, targets, masks = resize_sample(image, targets, masks, (s, s))
-        masks[SEG] = targets[SEG] != formats.IGNORE_LABEL
-        for t in self.tasks:
-            if t != SEG:
+            image, targets, masks = resize_sample(image, targets, masks, (s, s), kinds)
+        for t, (kind, _) in kinds.items():
+            if kind.label:
+                masks[t] = targets[t] != T.IGNORE_INDEX
+            else:
                 targets[t] = targets[t] * masks[t]  # invalid pixels hold 0
         return {"image": image.contiguous(), "targets": targets, "masks": masks}
 
 
 def build_dataset(
-    kind: str,
+    format: str,
     root: str,
     split: str,
+    tasks: Mapping[str, Mapping],
     input_size: int | None = None,
     augment: bool = False,
     seed: int | None = None,
-    negate_normal_x_on_flip: bool = True,
     scale_range: tuple[float, float] = SCALE_RANGE,
 ) -> MultiTaskDataset:
-    """Open split ``split`` of the ``kind`` dataset under ``root`` (see :class:`MultiTaskDataset`)."""
-    return MultiTaskDataset(kind, root, split, input_size, augment, seed, negate_normal_x_on_flip, scale_range)
+    """Open split ``split`` of the ``format`` dataset under ``root`` (see :class:`MultiTaskDataset`)."""
+    return MultiTaskDataset(format, root, split, tasks, input_size, augment, seed, scale_range)

@@ -1,155 +1,89 @@
-"""The dataset table: every dataset kind the toolkit reads, with its reader, renderer and tasks.
+"""Datasets as data: a dataset config names its on-disk format and declares its tasks.
 
-Everything that names datasets derives from :data:`DATASETS`: the schema's
-`dataset.kind` choices, the loaders, the CLI choices, the attack presets'
-Single-x tasks and the report's metric directions. A dataset config file
-(`conf/dataset/<name>.yaml`) names its `kind`; several configs may share one
-kind (the real NYUv2 files and their rendered stand-in share `nyuv2`).
-
-Adding a dataset kind: one reader (a function decoding one sample of the
-on-disk format, see :mod:`mtl_attack.data.formats`), one listing (a split
-json's entries, or a scan of the kind's folders), one entry here, one config
-file.
+`conf/dataset/<name>.yaml` gives `format` (a key of :data:`~mtl_attack.data.formats.FORMATS`)
+and `tasks: {name: {kind: ..., options}}` (:mod:`mtl_attack.tasks.kinds`); the top-level
+`tasks=[...]` selects a subset of them. Everything that needs a dataset's tasks derives them
+here: the loaders, the model, training, attacks, the attack presets' Single-x tasks and the
+report's metric directions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
+from typing import Any, Mapping, Sequence
 
 from .. import tasks as T
-from . import formats
+from ..paths import conf_dir
+from .formats import FORMATS, get_format
 
-__all__ = ["DatasetSpec", "DATASETS", "get_dataset", "get_tasks", "metric_directions", "task_names",
-           "dataset_config_names", "rendered_config_names", "kind_of"]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One dataset kind.
-
-    name: the kind, as `dataset.kind` spells it.
-    task_names: the tasks in their fixed order (= model output order, layout task ids).
-    make_tasks(class_weights) -> list[Task] in that order; class_weights are the
-    segmentation loss's per-class weights read from the data (or None).
-    read(root, paths, split, source) -> the decoded numpy sample of one listed entry.
-    list_split(root, split) -> :class:`~mtl_attack.data.formats.SplitListing`, the
-    split's entries (from a split json, or a scan of the kind's folders); it raises
-    a one-line error for an unknown or empty split.
-    root_holds: what `dataset.root` must hold, for error messages.
-    default_input_size: the network input side when the config gives none (pixels).
-    base_ratio: square pre-resize as a multiple of the input size (None = none).
-    train_prescale: (stored height, training input) of the real data as its authors
-    use it, both in pixels: training shrinks the stored picture so a crop at
-    another input size covers the share of the scene their crop does
-    (:func:`~mtl_attack.data.datasets.train_prescale_factor`); None = no pre-scale.
-    class_weights(root) -> float32 per-class weights stored with the data, or None.
-    renderable: the synthetic renderer (:mod:`mtl_attack.data.synth`) can write this format.
-    """
-
-    name: str
-    task_names: tuple[str, ...]
-    make_tasks: Callable[[torch.Tensor | None], list[T.Task]]
-    read: Callable[[str, list, str, str], dict]
-    list_split: Callable[[str, str], formats.SplitListing]
-    root_holds: str
-    default_input_size: int
-    base_ratio: float | None = None
-    train_prescale: tuple[int, int] | None = None
-    class_weights: Callable[[str], object] | None = None
-    renderable: bool = False
+__all__ = ["declared_tasks", "selected_tasks", "make_tasks", "task_names", "dataset_config_names",
+           "rendered_config_names", "format_of", "metric_directions", "check_selection", "config_tasks", "config_task_specs"]
 
 
-# Module-level functions, not lambdas, so specs pickle into spawned DataLoader workers.
-def _nyuv2_tasks(class_weights=None) -> list[T.Task]:
-    return [T.segmentation_task(40, class_weights), T.normal_task(), T.depth_task()]
+def declared_tasks(ds_cfg: Any) -> dict[str, dict]:
+    """The dataset's declared tasks, checked against its kinds and its format: name -> options.
+    Raises ValueError in one line."""
+    specs = ds_cfg.get("tasks") if hasattr(ds_cfg, "get") else None
+    if not specs:
+        raise ValueError(f"dataset {ds_cfg.name} declares no tasks; give them as "
+                         "dataset.tasks={name:{kind:segmentation,classes:N},...} (kinds: "
+                         f"{', '.join(T.TASK_KINDS)})")
+    out = {str(name): T.check_task_spec(str(name), spec) for name, spec in specs.items()}
+    fmt = get_format(ds_cfg.format)
+    if fmt.provides is not None:
+        for name, options in out.items():
+            if name not in fmt.provides:
+                raise ValueError(f"dataset.tasks.{name}: the {fmt.name} format stores no {name} maps; "
+                                 f"its tasks: {', '.join(fmt.provides)}")
+            if options["kind"] != fmt.provides[name]:
+                raise ValueError(f"dataset.tasks.{name}.kind={options['kind']}: the {fmt.name} format stores "
+                                 f"{name} as a {fmt.provides[name]} task")
+    if fmt.class_weights is None:
+        for name, options in out.items():
+            if options.get("class_weights") == "stored":
+                raise ValueError(f"dataset.tasks.{name}.class_weights=stored: the {fmt.name} format stores no "
+                                 "class weights; give a list of weights or leave it out")
+    return out
 
 
-def _taskonomy_tasks(class_weights=None) -> list[T.Task]:
-    # The paper scores every Taskonomy task by its loss.
-    return [T.segmentation_task(17, class_weights, loss_metric=True), T.normal_task(loss_metric=True),
-            T.depth_task(loss_metric=True), T.l1_task("keypoints2d"), T.l1_task("edge_texture")]
+def check_selection(selected: Sequence[str] | None, declared: Sequence[str]) -> list[str]:
+    """The selected task names in the dataset's order (None: every declared task).
+    Raises ValueError for an unknown, repeated or empty selection."""
+    if selected is None:
+        return list(declared)
+    selected = [str(s) for s in selected]
+    unknown = [s for s in selected if s not in declared]
+    if unknown:
+        raise ValueError(f"tasks={selected}: {unknown[0]} is not a task of this dataset; its tasks: "
+                         f"{', '.join(declared)}")
+    if len(set(selected)) != len(selected) or not selected:
+        raise ValueError(f"tasks={selected} must name one or more distinct tasks of: {', '.join(declared)}")
+    return [t for t in declared if t in selected]
 
 
-def _nyuv2_mtan_tasks(class_weights=None) -> list[T.Task]:
-    # LibMTL examples/nyu: 13 classes; depth scored by abs and rel error only.
-    return [T.segmentation_task(formats.MTAN_NUM_CLASSES, class_weights), T.normal_task(),
-            T.depth_task(deltas=False)]
+def selected_tasks(cfg: Any) -> dict[str, dict]:
+    """The job's tasks (the top-level `tasks` of the dataset's declared ones, in the dataset's
+    order): name -> options."""
+    declared = declared_tasks(cfg.dataset)
+    names = check_selection(cfg.get("tasks"), list(declared))
+    return {n: declared[n] for n in names}
 
 
-def _read_nyuv2(root: str, paths: list, split: str, source: str) -> dict:
-    return formats.read_nyuv2_sample(root, paths, source)
-
-
-def _read_nyuv2_mtan(root: str, paths: list, split: str, source: str) -> dict:
-    return formats.read_mtan_sample(root, paths, source)
-
-
-def _list_nyuv2(root: str, split: str) -> formats.SplitListing:
-    return formats.list_json_split(root, "nyuv2", split)
-
-
-def _list_taskonomy(root: str, split: str) -> formats.SplitListing:
-    return formats.list_json_split(root, "taskonomy", split)
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("nyuv2", ("segment_semantic", "normal", "depth_zbuffer"), _nyuv2_tasks, _read_nyuv2,
-                    _list_nyuv2, formats.NYUV2_JSON, default_input_size=321,
-                    train_prescale=(480, 321),  # the paper crops 321 from 480x640 pictures
-                    renderable=True),
-        DatasetSpec("taskonomy", ("segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture"),
-                    _taskonomy_tasks, formats.read_taskonomy_sample, _list_taskonomy,
-                    f"{formats.TASKONOMY_JSON} and {formats.SEMSEG_PRIOR}", default_input_size=224,
-                    base_ratio=256 / 224,  # the authors pre-resize to 256, then crop or test at 224
-                    class_weights=formats.read_semseg_prior, renderable=True),
-        DatasetSpec("nyuv2_mtan", ("segment_semantic", "normal", "depth_zbuffer"), _nyuv2_mtan_tasks,
-                    _read_nyuv2_mtan, formats.list_mtan_split,
-                    "train/ and val/, each with image/, label/, depth/ and normal/ of numbered .npy files",
-                    default_input_size=288,  # the stored 288x384 height: the test resize never upscales
-                    train_prescale=(288, 288),  # LibMTL trains at the stored scale
-                    renderable=True),
-    )
-}
-
-
-def get_dataset(kind: str) -> DatasetSpec:
-    """The spec of dataset kind `kind` (a str or the schema's enum member)."""
-    key = getattr(kind, "value", kind)
-    if key not in DATASETS:
-        raise ValueError(f"unknown dataset kind {key!r}; valid kinds: {', '.join(DATASETS)}")
-    return DATASETS[key]
-
-
-def get_tasks(kind: str, seg_class_weights: Sequence[float] | torch.Tensor | None = None) -> list[T.Task]:
-    """The tasks of dataset kind `kind` in their fixed order (see :class:`DatasetSpec`)."""
-    spec = get_dataset(kind)
-    made = spec.make_tasks(seg_class_weights)
-    assert tuple(t.name for t in made) == spec.task_names, f"{kind}: make_tasks disagrees with task_names"
-    return made
-
-
-def metric_directions(kind: str) -> dict[str, dict[str, bool]]:
-    """task -> metric -> higher_is_better for dataset kind `kind`."""
-    return {t.name: dict(t.metrics) for t in get_tasks(kind)}
-
-
-def task_names() -> tuple[str, ...]:
-    """Every task name of every dataset kind, each once, in table order."""
-    names: dict[str, None] = {}
-    for spec in DATASETS.values():
-        names.update(dict.fromkeys(spec.task_names))
-    return tuple(names)
+def make_tasks(cfg: Any, stored_class_weights=None) -> list[T.Task]:
+    """The job's :class:`~mtl_attack.tasks.Task` objects, in order (= model outputs, layout task ids)."""
+    return T.build_tasks(selected_tasks(cfg), stored_class_weights)
 
 
 def _dataset_conf_dir() -> Path:
-    from ..config import conf_dir
-
     return Path(conf_dir()) / "dataset"
+
+
+def _load(config_name: str):
+    from omegaconf import OmegaConf
+
+    path = _dataset_conf_dir() / f"{config_name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown dataset {config_name!r}; options: {', '.join(dataset_config_names())}")
+    return OmegaConf.load(path)
 
 
 def dataset_config_names() -> tuple[str, ...]:
@@ -159,17 +93,34 @@ def dataset_config_names() -> tuple[str, ...]:
 
 def rendered_config_names() -> tuple[str, ...]:
     """The `dataset=` options rendered on first use (their config file has a `synthetic` block)."""
-    from omegaconf import OmegaConf
-
-    return tuple(n for n in dataset_config_names()
-                 if OmegaConf.load(_dataset_conf_dir() / f"{n}.yaml").get("synthetic") is not None)
+    return tuple(n for n in dataset_config_names() if _load(n).get("synthetic") is not None)
 
 
-def kind_of(config_name: str) -> str:
-    """The dataset kind of the config `conf/dataset/<config_name>.yaml` (e.g. synth_nyuv2 -> nyuv2)."""
-    from omegaconf import OmegaConf
+def format_of(config_name: str) -> str:
+    """The format of the config `conf/dataset/<config_name>.yaml` (e.g. synth_nyuv2 -> nyuv2)."""
+    return get_format(_load(config_name).format).name
 
-    path = _dataset_conf_dir() / f"{config_name}.yaml"
-    if not path.is_file():
-        raise ValueError(f"unknown dataset {config_name!r}; options: {', '.join(dataset_config_names())}")
-    return str(get_dataset(OmegaConf.load(path).kind).name)
+
+def task_names() -> tuple[str, ...]:
+    """Every task name the dataset configs in conf/dataset/ declare, each once, in file order."""
+    names: dict[str, None] = {}
+    for n in dataset_config_names():
+        names.update(dict.fromkeys(str(t) for t in (_load(n).get("tasks") or {})))
+    return tuple(names)
+
+
+def metric_directions(config_name: str) -> dict[str, dict[str, bool]]:
+    """task -> metric -> higher_is_better for the dataset config `config_name`'s declared tasks."""
+    return {t.name: dict(t.metrics) for t in config_tasks(config_name)}
+
+
+def config_task_specs(config_name: str, selected: Sequence[str] | None = None) -> dict[str, dict]:
+    """The declared tasks (name -> options) of the dataset config `config_name`, or the `selected` of them."""
+    declared = declared_tasks(_load(config_name))
+    return {n: declared[n] for n in check_selection(selected, list(declared))}
+
+
+def config_tasks(config_name: str, selected: Sequence[str] | None = None) -> list[T.Task]:
+    """The tasks of the dataset config `config_name` (a subset with `selected`), without stored
+    class weights: for commands that need the tasks' shapes, not the data (layout, bench)."""
+    return T.build_tasks(config_task_specs(config_name, selected), None)

@@ -23,15 +23,18 @@ per-pixel labels:
 
 Scene i of a dataset is rendered from a seed derived from (dataset seed, scene
 kind, split, i), so a dataset's bytes do not depend on the number of workers.
-`generate_dataset` writes the real on-disk formats (data.formats), so the same
-loader reads rendered and real data; `ensure_synthetic` keeps one copy per
-parameter set in a cache folder.
+`generate_dataset` writes the real on-disk formats through one interface: each
+format's `Rendered` entry (:mod:`mtl_attack.data.formats`) names the scene family it
+shows and writes one rendered scene, so the same loader reads rendered and real data;
+`ensure_synthetic` keeps one copy per parameter set in a cache folder.
 
 Formats (:data:`KINDS`) and scenes (:data:`SCENE_KINDS`): "nyuv2_mtan" (MTAN's /
 LibMTL's NYUv2 copy) renders the very scenes of "nyuv2" (same seeds, pixels,
 depth and normals); its labels map the NYU-40 classes onto NYU-13 with
 :data:`NYU40_TO_NYU13`, its test scenes go to the val/ folder and its image is
-the same 8-bit picture stored as float32 /255.
+the same 8-bit picture stored as float32 /255. "cityscapes" renders the same rooms
+with their classes grouped into seven (:data:`~mtl_attack.data.labels.ROOM7_CLASSES`)
+and depth only: a stand-in in Cityscapes' format, not street scenes.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ import numpy as np
 
 from .. import atomic
 from ..cache import build_once, content_key
+from .formats import FORMATS
 
 __all__ = [
     "RENDERER_VERSION",
@@ -67,30 +71,17 @@ __all__ = [
 RENDERER_VERSION = 2
 
 SCENE_KINDS = ("nyuv2", "taskonomy")  # scene families: classes, materials, seeds
-_SCENE_OF = {"nyuv2": "nyuv2", "taskonomy": "taskonomy", "nyuv2_mtan": "nyuv2"}
-KINDS = tuple(_SCENE_OF)  # the on-disk formats the renderer writes (dataset kinds)
 
-# NYU-40 label order as in AdaShare's NYUv2 copy (0-based; 255 is void).
-NYU40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat",
-    "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel", "shower curtain", "box", "whiteboard",
-    "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
-)
-# Taskonomy's 17 indoor semantic classes (COCO-derived), background first.
-TASKONOMY_CLASSES = (
-    "background", "bottle", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-)
-# NYUv2's 13 classes in MTAN's label order (0-based; -1 is ignored).
-NYU13_CLASSES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa", "table",
-                 "tv", "wall", "window")
-# NYU-40 id (0-based) -> NYU-13 id (0-based): the standard mapping (ankurhanda/nyuv2-meta-data
-# class13Mapping.mat, 1-based there with 0 = unknown), e.g. door -> wall, blinds and curtain -> window.
-NYU40_TO_NYU13 = np.array([11, 4, 5, 0, 3, 8, 9, 11, 12, 5, 7, 5, 12, 9, 5, 12, 5, 6, 6, 4,
-                           6, 2, 1, 5, 10, 6, 6, 6, 6, 6, 6, 5, 6, 6, 6, 6, 6, 6, 5, 6], np.int64)
+
+def _renderable() -> dict:
+    """Format name -> its :class:`~mtl_attack.data.formats.Rendered` (the formats the renderer writes)."""
+    return {name: f.rendered for name, f in FORMATS.items() if f.rendered is not None}
+
+
+KINDS = tuple(_renderable())  # the on-disk formats the renderer writes
+
+from .labels import NYU13_CLASSES, NYU40_CLASSES, NYU40_TO_NYU13, TASKONOMY_CLASSES, nyu40_to_nyu13  # noqa: E402
 _CLASSES = {"nyuv2": NYU40_CLASSES, "taskonomy": TASKONOMY_CLASSES}
-_FORMAT_CLASSES = {**_CLASSES, "nyuv2_mtan": NYU13_CLASSES}
 
 FOCAL_FRACTION = 0.8  # focal length / image width: ~64 deg horizontal field of view, like a Kinect
 AMBIENT = 0.35
@@ -107,13 +98,6 @@ def _check_kind(kind: str, kinds: tuple[str, ...] = KINDS) -> str:
     if kind not in kinds:
         raise ValueError(f"unknown synthetic dataset kind {kind!r}; use one of {', '.join(kinds)}")
     return kind
-
-
-def nyu40_to_nyu13(seg: np.ndarray) -> np.ndarray:
-    """NYU-40 class ids uint8 [H,W] (0-39, 255 void) -> MTAN labels float32 [H,W] (0-12, -1 ignored)."""
-    table = np.full(256, -1.0, np.float32)
-    table[: len(NYU40_TO_NYU13)] = NYU40_TO_NYU13
-    return table[np.asarray(seg, np.uint8)]
 
 
 def _cls(kind: str, name: str) -> int:
@@ -787,37 +771,16 @@ def scene_seed(seed: int, kind: str, split: str, index: int) -> np.random.SeedSe
     _check_kind(kind)
     if split not in _SPLIT_CODE:
         raise ValueError(f"unknown split {split!r}; use train or test")
-    return np.random.SeedSequence([int(seed), _KIND_CODE[_SCENE_OF[kind]], _SPLIT_CODE[split], int(index)])
-
-
-_MTAN_FOLDER = {"train": "train", "test": "val"}  # the MTAN copy's test split is its val/ folder
-
-
-def _stem(split: str, index: int) -> str:
-    return f"{split}_{index:06d}"
+    return np.random.SeedSequence([int(seed), _KIND_CODE[_renderable()[kind].scene], _SPLIT_CODE[split], int(index)])
 
 
 def _render_and_write(job: tuple) -> tuple[str, int, list[str], np.ndarray]:
     root, kind, split, index, height, width, seed = job
-    from . import formats  # imported here: workers need it, importing this module must not
-
-    out = render_scene(scene_seed(seed, kind, split, index), height, width, _SCENE_OF[kind])
-    stem = _stem(split, index)
-    if kind == "nyuv2_mtan":
-        label = nyu40_to_nyu13(out["seg"])
-        paths = formats.write_mtan_sample(
-            str(root), _MTAN_FOLDER[split], index, out["rgb"].astype(np.float32) / 255.0, label, out["depth"],
-            out["normal"])
-        hist = np.bincount(label[label >= 0].astype(np.int64), minlength=len(NYU13_CLASSES))
-        return split, index, paths, hist
-    if kind == "nyuv2":
-        paths = formats.write_nyuv2_sample(
-            str(root), stem, out["rgb"], out["seg"], out["normal"], out["normal_valid"], out["depth"])
-    else:
-        paths = formats.write_taskonomy_sample(
-            str(root), stem, out["rgb"], out["seg"], out["normal"], out["depth"], out["depth_valid"],
-            out["keypoints2d"], out["edge_texture"])
-    hist = np.bincount(out["seg"].ravel(), minlength=len(_CLASSES[kind]))
+    rendered = _renderable()[kind]
+    out = render_scene(scene_seed(seed, kind, split, index), height, width, rendered.scene)
+    paths, labels = rendered.write(str(root), split, index, out)
+    n = len(rendered.classes)
+    hist = np.bincount(labels[(labels >= 0) & (labels < n)].ravel(), minlength=n)
     return split, index, paths, hist
 
 
@@ -882,7 +845,8 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     jobs = [(str(root), kind, split, i, int(height), int(width), int(seed))
             for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
     paths: dict[str, list] = {"train": [None] * n_train, "test": [None] * n_test}
-    counts = np.zeros(len(_FORMAT_CLASSES[kind]), np.int64)
+    rendered = _renderable()[kind]
+    counts = np.zeros(len(rendered.classes), np.int64)
     workers = _default_workers() if workers is None else int(workers)
     workers = min(workers, max(1, len(jobs) // 8))  # tiny datasets: a pool costs more than it saves
     if workers > 1 and not sys.platform.startswith("linux") and not _main_importable():
@@ -905,15 +869,10 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
                 _collect(pool.map(_render_and_write, jobs, chunksize=8), paths, counts, bar)
     finally:
         bar.close()
-    splits = {"train": paths["train"], "test": paths["test"]}
-    if kind == "taskonomy":
-        splits["test_small"] = paths["test"][:n_test_small]
-        formats.write_semseg_prior(str(root), class_weights(counts).tolist())
-    if kind != "nyuv2_mtan":  # the MTAN format lists a split by its numbered files
-        formats.write_split_json(str(root), kind, splits)
+    rendered.finish(str(root), paths, counts, n_test_small)
     meta = {"renderer_version": RENDERER_VERSION, "kind": kind, "n_train": int(n_train), "n_test": int(n_test),
             "n_test_small": int(n_test_small) if kind == "taskonomy" else None, "height": int(height),
-            "width": int(width), "seed": int(seed), "classes": list(_FORMAT_CLASSES[kind]),
+            "width": int(width), "seed": int(seed), "classes": list(rendered.classes),
             "train_pixels_per_class": counts.tolist()}
     atomic.write_text(root / "synthetic.json", json.dumps(meta, indent=1))
     return root
@@ -976,25 +935,31 @@ def _palette() -> np.ndarray:
     return pal
 
 
+def _display_item(item: Mapping, kinds: Mapping) -> dict[str, tuple]:
+    """A dataset item (image [3,H,W], targets, masks) as display cells, one per task, drawn by the
+    task's kind (`kinds`: task -> kind name): segmentation -> "seg", normal -> "normal", depth ->
+    "depth", regression -> gray. Returns column title -> (cell kind, display dict)."""
+    img = np.asarray(item["image"], dtype=np.float32).transpose(1, 2, 0)
+    cells = {"rgb": ("rgb", {"rgb": np.clip(img, 0, 1)})}
+    for task, target in item["targets"].items():
+        t, m = np.asarray(target), np.asarray(item["masks"][task], dtype=bool)
+        kind = kinds.get(task, "regression")
+        if kind == "segmentation":
+            cells[task] = ("seg", {"seg": np.where(m, t, 255).astype(np.uint8)})
+        elif kind == "normal":
+            cells[task] = ("normal", {"normal": t.transpose(1, 2, 0), "normal_valid": m})
+        elif kind == "depth":
+            cells[task] = ("depth", {"depth": t[0], "depth_valid": m})
+        else:
+            lo, hi = (float(t[0][m].min()), float(t[0][m].max())) if m.any() else (0.0, 1.0)
+            cells[task] = ("gray", {"gray": (t[0] - lo) / max(hi - lo, 1e-6) * 2 - 1})
+    return cells
+
+
 def _display_sample(item) -> dict[str, np.ndarray]:
-    """Normalise a render dict, a formats reader dict or a dataset item to display arrays (HWC / HW numpy)."""
+    """Normalise a render dict or a formats reader dict to display arrays (HWC / HW numpy)."""
     if not isinstance(item, Mapping):
         raise ValueError(f"save_sample_grid needs dict samples, got {type(item).__name__}")
-    if "targets" in item:  # dataset item: tensors [3,H,W], targets, masks
-        img = np.asarray(item["image"], dtype=np.float32).transpose(1, 2, 0)
-        tg = {k: np.asarray(v) for k, v in item["targets"].items()}
-        mk = {k: np.asarray(v, dtype=bool) for k, v in item["masks"].items()}
-        out = {"rgb": np.clip(img, 0, 1)}
-        if "segment_semantic" in tg:
-            out["seg"] = np.where(mk["segment_semantic"], tg["segment_semantic"], 255).astype(np.uint8)
-        if "normal" in tg:
-            out["normal"], out["normal_valid"] = tg["normal"].transpose(1, 2, 0), mk["normal"]
-        if "depth_zbuffer" in tg:
-            out["depth"], out["depth_valid"] = tg["depth_zbuffer"][0], mk["depth_zbuffer"]
-        for task in ("keypoints2d", "edge_texture"):
-            if task in tg:
-                out[task] = tg[task][0]
-        return out
     rgb = np.asarray(item["rgb"] if "rgb" in item else item["image"])
     out = {"rgb": rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)}  # MTAN: float
     for key in ("seg", "normal", "normal_valid", "depth", "depth_valid", "keypoints2d", "edge_texture"):
@@ -1014,6 +979,8 @@ def _panel(sample: dict, col: str, pal: np.ndarray):
     if col == "normal":
         valid = sample.get("normal_valid", np.ones(sample["normal"].shape[:2], bool))
         return np.where(valid[..., None], (sample["normal"] + 1) / 2, 0.0).clip(0, 1), {}
+    if col == "gray":
+        return sample["gray"], {"cmap": "gray", "vmin": -1.0, "vmax": 1.0}
     if col == "depth":
         valid = sample.get("depth_valid", sample["depth"] > 0)
         d = sample["depth"]
@@ -1027,7 +994,7 @@ def _panel(sample: dict, col: str, pal: np.ndarray):
 
 def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size: tuple[int, int] = (128, 128),
                      dpi: int = 80) -> Path:
-    """Save a PNG grid: one row per sample, columns rgb, seg, normal, depth (+ keypoints2d, edge_texture).
+    """Save a PNG grid: one row per sample, columns rgb and its maps (seg, normal, depth, ...).
 
     root_or_samples: a kind name ("nyuv2"/"taskonomy") or a list of them
     (render n scenes of each with seeds 0..n-1 at `size` = (H, W); the docs
@@ -1054,17 +1021,23 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
         samples = [root_or_samples[i] for i in range(count)]
     if not samples:
         raise ValueError("save_sample_grid got no samples to show")
-    shown = [_display_sample(s) for s in samples]
-    cols = [c for c in _GRID_COLUMNS if any(c in s for s in shown)]
+    if "targets" in samples[0]:
+        base = getattr(root_or_samples, "dataset", root_or_samples)  # a Subset's dataset
+        kinds = {t: k.name for t, (k, _) in getattr(base, "kinds", {}).items()}
+        rows = [_display_item(s, kinds) for s in samples]
+    else:
+        shown = [_display_sample(s) for s in samples]
+        rows = [{col: (col, s) for col in _GRID_COLUMNS if col in s} for s in shown]
+    cols = list(dict.fromkeys(col for row in rows for col in row))
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     pal = _palette()
-    fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(shown) + 0.3))
+    fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(rows) + 0.3))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(shown), len(cols), squeeze=False)
-    for r, sample in enumerate(shown):
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for r, row in enumerate(rows):
         for c, col in enumerate(cols):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -1073,7 +1046,7 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
                 spine.set_visible(False)
             if r == 0:
                 ax.set_title(col, fontsize=9)
-            cell = _panel(sample, col, pal)
+            cell = _panel(row[col][1], row[col][0], pal) if col in row else None
             if cell is not None:
                 ax.imshow(cell[0], **cell[1])
     fig.tight_layout(pad=0.3)

@@ -16,7 +16,8 @@ from torch import nn
 from ..errors import UserError
 from .inputs import InputNormalizer
 
-__all__ = ["OWN_KEYS", "TaskOutputs", "constructor_args", "build_custom", "check_outputs", "custom_entry"]
+__all__ = ["OWN_KEYS", "TaskOutputs", "constructor_args", "import_target", "build_custom", "check_outputs",
+           "custom_entry"]
 
 # Keys of the model config that are the runner's, not the constructor's.
 OWN_KEYS = ("_target_", "checkpoint", "outputs", "input", "train", "label", "args")
@@ -57,22 +58,51 @@ class TaskOutputs(nn.Module):
         return {t: named[t] for t in self.tasks if t in named}
 
 
+def import_target(target: str) -> Any:
+    """The object that `target` ("package.module.Name") names; a UserError saying which of these
+    went wrong: the package is not found (not installed or not on PYTHONPATH), a module in the path
+    is missing, the module failed while importing (e.g. one of its own imports is missing), or it
+    has no such name."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    if not module or not name:
+        raise UserError(f"model._target_={target}: give the class's full path, e.g. my_pkg.nets.MyNet")
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if missing == module.split(".")[0]:
+            raise UserError(f"model._target_={target} cannot be imported: no module named {missing!r}; "
+                            "put its package on PYTHONPATH or install it") from None
+        if module == missing or module.startswith(missing + "."):
+            parent, _, leaf = missing.rpartition(".")
+            raise UserError(f"model._target_={target} cannot be imported: {parent} has no module {leaf!r}; "
+                            "check the path") from None
+        # The user's package was found; one of its own imports was not.
+        raise UserError(f"model._target_={target}: importing {module} failed: {err} (an import inside the "
+                        "package; install its dependencies, or a version of it that matches your "
+                        "torch/torchvision)") from None
+    except Exception as err:  # anything the module raises while it runs, ImportError included
+        raise UserError(f"model._target_={target}: importing {module} failed ({type(err).__name__}: {err}); "
+                        "fix the module or install a version that matches your torch/torchvision") from None
+    try:
+        return getattr(found, name)
+    except AttributeError:
+        raise UserError(f"model._target_={target} cannot be imported: module {module} has no {name!r}; "
+                        "check the class name") from None
+
+
 def build_custom(model_cfg, task_names: list[str], seed: int = 0) -> TaskOutputs:
     """Instantiate the user's class from `model_cfg` (`_target_` plus its constructor arguments)
     with torch seeded by `seed` (so its initial weights repeat), and wrap it; a class that cannot
     be imported or built, or is not an nn.Module, is a UserError."""
-    import importlib
-
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     target = model_cfg._target_
-    module, _, name = str(target).rpartition(".")
-    try:  # imported here, not by Hydra, whose failed lookup also logs an error of its own
-        getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise UserError(f"model._target_={target} cannot be imported ({type(err).__name__}: {err}); "
-                        "put its package on PYTHONPATH or install it") from None
+    # Imported here, not by Hydra, whose failed lookup also logs an error of its own.
+    import_target(str(target))
     args = constructor_args(model_cfg)
     torch.manual_seed(seed)
     try:

@@ -27,7 +27,7 @@ OBJECTIVES: tuple[str, ...] = tuple(
 
 OPTIMIZER_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD", "saga": "Auto-SAGA",
                     "ensemble": "Ensemble"}
-TASK_LABELS = {"segment_semantic": "Segm", "normal": "Norm", "depth_zbuffer": "Dept",
+TASK_LABELS = {"segment_semantic": "Segm", "segmentation": "Segm", "normal": "Norm", "depth_zbuffer": "Dept", "depth": "Dept",
                "keypoints2d": "Keyp", "edge_texture": "Edge"}
 OBJECTIVE_LABELS = {"total": "Total", "signtotal": "SignTotal", "weightedtotal": "WeightedTotal",
                     "wgd": "WGD", "dgba": "DGBA"}

@@ -189,6 +189,11 @@ def attack_keys(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("dataset", "backbone"):
         if col not in out.columns:
             out[col] = None
+    if "tasks" in out.columns:
+        # Models of one dataset built for different task subsets are separate settings.
+        sets = out.groupby(out["dataset"].astype(str))["tasks"].nunique()
+        several = out["dataset"].astype(str).isin(sets[sets > 1].index) & out["tasks"].notna()
+        out.loc[several, "dataset"] = out.loc[several, "dataset"].astype(str) + " [" + out.loc[several, "tasks"] + "]"
     return out
 
 
@@ -244,10 +249,9 @@ def _registry_directions(rows: pd.DataFrame) -> dict[str, dict[str, bool]]:
                          + ("name no dataset" if not len(datasets) else f"mix datasets {', '.join(datasets)}")
                          + "; re-gather them from their record.json files")
     try:
-        kind = registry.kind_of(datasets[0])
+        directions = registry.metric_directions(datasets[0])
     except ValueError as err:
         raise ValueError(f"the results carry no higher_<task>_<metric> columns and {err}; "
                          f"re-gather them from their record.json files") from None
     columns = set(rows.columns)
-    return {t: ms for t, ms in registry.metric_directions(kind).items()
-            if all(f"clean_{t}_{m}" in columns for m in ms)}
+    return {t: ms for t, ms in directions.items() if all(f"clean_{t}_{m}" in columns for m in ms)}
