@@ -199,8 +199,13 @@ def test_write_report_files(results, tmp_path):
             assert im.format == "PNG" and im.width > 300 and im.height > 200
     index = (out / "report.md").read_text()
     assert "1 failed" in index and "(table_arp_eps4.md)" in index and "(arp_vs_eps.png)" in index
-    assert "DGBA 4" in index  # first places at eps 4
-    assert "**85.00**" in (out / "table_arp_eps4.md").read_text()
+    # These results carry no per-image statistics: no first place, the bests marked unchecked.
+    assert "counted only where" in index and "): none." in index and "unchecked (no per-image statistics" in index
+    table = (out / "table_arp_eps4.md").read_text()
+    assert "**" not in table and "| 70.00? | - | 85.00 |" in table  # APGD DGBA alone on IND: no contest, no mark
+    assert "| *60.00* | *60.00* | 40.00? | 30.00 |" in table  # equal means tie; the unchecked best gets ?
+    assert "without a contest (one attack in the group, no first place): 2" in index
+    assert "Only bold cells count as first places" in index
     csv = pd.read_csv(out / "table_arp_eps4.csv", index_col="model")
     assert csv.loc["IND", "apgd/dgba"] == 85.0 and csv.loc["AS", "params_paper_M"] == 21.28
 
@@ -520,7 +525,7 @@ def test_a_damaged_stats_file_leaves_its_rows_unchecked(tmp_path, caplog):
     rows = report.load_results([tmp_path])
     with caplog.at_level("WARNING"):
         marks = report.first_places(report.attack_keys(rows), report.arp_table(rows, eps=4))
-    assert marks.at["AS", ("pgd", "dgba")] == "best"  # unchecked, not a crash
+    assert marks.at["AS", ("pgd", "dgba")] == "unchecked"  # not a crash, and no first place
     assert any(str(stats) in r.getMessage() for r in caplog.records)
 
 

@@ -340,7 +340,9 @@ def test_write_report_draws_the_studies(studies, tmp_path):
     assert "paper Table 6" in md and "paper Table 7" in md and "Tables 17/18" in md
     assert "![Black-box transfer from AS, eps 4](table_transfer_AS_eps4.png)" in md
     assert "![ARP on adversarially trained AS, eps 8](table_adv_arp_eps8.png)" in md
-    assert "First places: DGBA 3." in md  # the adversarial-training table: DGBA best in every row
+    # DGBA is the best in every row of the adversarial-training table, but these results carry no
+    # per-image statistics: no first place is counted, and the legend says why.
+    assert "First places: none." in md and "a trailing ?: the highest, but without per-image statistics" in md
     assert "(Spearman; +1: rises with sharing throughout, -1: falls): APGD Single-Segm 1.00, APGD Single-Norm -." in md
 
 

@@ -92,3 +92,28 @@ def test_stored_class_weights_serve_a_task_that_asks_for_them():
     # Uniform logits: every pixel's CE is log 2, whatever the weights.
     assert task.loss(logits, target).item() == pytest.approx(math.log(2))
     assert task.loss.class_weights.tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("spec", [{"kind": "regression"}, {"kind": "depth", "metrics": "loss"},
+                                  {"kind": "normal", "metrics": "loss"},
+                                  {"kind": "segmentation", "classes": 3, "metrics": "loss"}])
+def test_a_loss_scored_task_scores_a_constant_the_same_at_any_output_size(spec):
+    # Loss-scored metrics are taken at the ground truth's resolution, so a constant prediction
+    # (a trivial predictor's 1x1 map, or a full-size one) scores every pixel of the target.
+    task = T.build_task("t", spec)
+    gen = torch.Generator().manual_seed(0)
+    if task.kind == "segmentation":
+        target = torch.randint(0, 3, (2, 8, 8), generator=gen)
+    elif task.kind == "normal":
+        target = torch.nn.functional.normalize(torch.randn(2, 3, 8, 8, generator=gen), dim=1)
+    else:
+        target = torch.rand(2, 1, 8, 8, generator=gen)
+    const = torch.tensor([0.5, -0.25, 1.0][: task.channels] if task.channels <= 3 else [0.5] * task.channels)
+    scores = []
+    for size in (1, 3, 8):
+        meter = task.meter()
+        meter.update(const.view(1, -1, 1, 1).expand(2, -1, size, size), target)
+        scores.append(meter.compute()["loss"])
+    assert scores[0] == pytest.approx(scores[1]) == pytest.approx(scores[2])
+    if task.kind == "regression":
+        assert scores[0] == pytest.approx(float((target - 0.5).abs().mean()))

@@ -109,8 +109,8 @@ def test_nyuv2_mtan_meter_keys_match_declared_metrics():
         m = t.meter()
         m.update(torch.randn(2, t.channels, 2, 2, generator=g), targets[t.name], None)
         assert list(m.compute()) == list(t.metrics)
-        # per-image statistics score the same (the normal median to within its 0.05-degree bins)
-        assert SCORERS[m.kind](summed_stats(m.image_stats())) == pytest.approx(m.compute(), abs=0.05)
+        # one source: the split's metrics are the per-image statistics' score, to the last digit
+        assert SCORERS[m.kind](summed_stats(m.image_stats())) == m.compute()
 
 
 def test_nyuv2_mtan_losses_match_libmtl_formulas():
@@ -179,7 +179,7 @@ def test_perfect_normals():
     m.update(pred, gt, None)
     out = m.compute()
     assert out["angle_mean"] == pytest.approx(0.0, abs=1e-3)
-    assert out["angle_median"] == pytest.approx(0.0, abs=1e-3)
+    assert out["angle_median"] == pytest.approx(0.0, abs=0.05)  # the 0.1-degree bins' centre
     for k in ("within_11_25", "within_22_5", "within_30"):
         assert out[k] == pytest.approx(100.0)
     assert torch.allclose(normal_loss(pred, gt, None), torch.zeros(2), atol=1e-6)
@@ -211,7 +211,7 @@ def test_normals_rotated_by_30_degrees():
     m.update(pred, v, None)
     out = m.compute()
     assert out["angle_mean"] == pytest.approx(30.0, abs=0.01)
-    assert out["angle_median"] == pytest.approx(30.0, abs=0.01)
+    assert out["angle_median"] == pytest.approx(30.0, abs=0.05 + 1e-9)  # half a 0.1-degree bin
     # thresholds are inclusive (angle <= t, with 1e-4 deg float tolerance)
     assert out["within_30"] == pytest.approx(100.0)
     assert out["within_22_5"] == pytest.approx(0.0)
@@ -234,14 +234,14 @@ def test_normal_median_from_histogram_matches_exact_median():
     cos = F.cosine_similarity(p.double(), t.double(), dim=1).clamp(-1, 1)
     angles = torch.rad2deg(torch.acos(cos)).flatten().numpy()
     out = m.compute()
-    assert out["angle_median"] == pytest.approx(float(np.median(angles)), abs=1e-3)
+    assert out["angle_median"] == pytest.approx(float(np.median(angles)), abs=0.05)
     assert out["angle_mean"] == pytest.approx(float(angles.mean()), abs=1e-9)
     assert out["within_22_5"] == pytest.approx(float((angles <= 22.5).mean() * 100), abs=1e-9)
     # an even count averages the two middle values
     m2 = NormalMeter()
     m2.update(p[:1, :, :1, :2], t[:1, :, :1, :2], None)
     two = angles.reshape(5, 5, 5)[0, 0, :2]
-    assert m2.compute()["angle_median"] == pytest.approx(float(two.mean()), abs=1e-3)
+    assert m2.compute()["angle_median"] == pytest.approx(float(two.mean()), abs=0.05)
 
 
 # ----------------------------------------------------------------------------- segmentation: hand counts
@@ -262,7 +262,7 @@ def test_confusion_matrix_hand_computed():
     pred_big = torch.tensor([[[0, 1, 2], [1, 1, 0]]])
     mask = torch.tensor([[[True, True, True], [True, True, False]]])
     m.update(_one_hot_logits(pred_big, 3), gt_big, mask)
-    assert m.conf.tolist() == conf.tolist()
+    assert T.summed_stats(m.image_stats())["conf"].tolist() == conf.tolist()
 
 
 def test_miou_accumulates_one_confusion_matrix():
@@ -289,7 +289,8 @@ def test_segmentation_meter_upsamples_logits_and_accepts_label_maps():
     assert m.compute()["pixel_acc"] == pytest.approx(100 * 4 / 6)
     m2 = SegmentationMeter(2)
     m2.update(torch.ones(1, 1, 1, dtype=torch.long), gt, None)
-    assert m2.conf.tolist() == m.conf.tolist()
+    assert (T.summed_stats(m2.image_stats())["conf"].tolist()
+            == T.summed_stats(m.image_stats())["conf"].tolist())
 
 
 def test_segmentation_bad_label_is_one_line_error():
@@ -478,7 +479,7 @@ def test_gradients_finite_for_zero_predictions_and_empty_masks():
     assert normal_loss(torch.zeros(1, 3, 2, 2), _unit_normals(1, 2, 2, g)).item() == pytest.approx(1.0)
 
 
-def test_loss_meter_is_mean_of_per_sample_losses():
+def test_loss_meter_is_mean_of_per_sample_losses_at_the_truths_resolution():
     g = _gen(11)
     t = config_tasks("taskonomy")[2]
     m = t.meter()
@@ -487,7 +488,8 @@ def test_loss_meter_is_mean_of_per_sample_losses():
         p = torch.randn(n, 1, 3, 3, generator=g)
         y = torch.randn(n, 1, 6, 6, generator=g)
         m.update(p, y, None)
-        values += t.loss(p, y, None).tolist()
+        # scored as every metric: the prediction upsampled (bilinear) to the 6x6 ground truth
+        values += t.loss(T.upsample_prediction(p, (6, 6)), y, None).tolist()
     assert isinstance(m, LossMeter)
     assert m.compute()["loss"] == pytest.approx(sum(values) / 3)
 

@@ -78,6 +78,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_linearization(args: argparse.Namespace) -> int:
+    from .config import compose
+    from .linearization import measure, write_measurement
+
+    result = measure(compose(args.overrides), progress=not args.quiet)
+    written = write_measurement(result, args.out)
+    print(written[-1].read_text(encoding="utf-8"))
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_examples(args: argparse.Namespace) -> int:
+    from . import atomic
+    from .config import compose
+    from .gallery import gallery
+
+    pictures = gallery(compose(args.overrides), args.images, args.attacks, args.eps, progress=not args.quiet)
+    for index, png in pictures.items():
+        print(atomic.write_bytes(Path(args.out) / f"examples_{index}.png", png))
+    return 0
+
+
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from .report.robustness import write_robustness
 
@@ -160,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output folder (default: <first folder>/report)")
     rep.add_argument("--eps", type=float, help="the eps (pixel units) for the tables when results hold several")
     rep.set_defaults(func=_cmd_report)
+
+    lin = sub.add_parser("linearization", help="the paper's Table 5: the second-order term of DGBA's "
+                                               "objective against the first over the attack's perturbation")
+    lin.add_argument("overrides", nargs="*", help="Hydra overrides of the job (default: the default job, dgba_apgd)")
+    lin.add_argument("--out", default="linearization", help="output folder (default ./linearization)")
+    lin.add_argument("--quiet", action="store_true", help="no progress bars")
+    lin.set_defaults(func=_cmd_linearization)
+
+    exa = sub.add_parser("examples", help="the paper's Figure 7: adversarial images and every task's "
+                                          "prediction for chosen test images, attacks by eps")
+    exa.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model is attacked")
+    exa.add_argument("--out", default="examples", help="output folder (default ./examples)")
+    exa.add_argument("--images", type=int, nargs="+", default=[0], metavar="I", help="test image indexes (default 0)")
+    exa.add_argument("--attacks", nargs="+", metavar="PRESET",
+                     help="attack presets (default: Single-x for each task, Total and DGBA with the job's optimizer)")
+    exa.add_argument("--eps", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16],
+                     help="budgets in pixel units out of 255 (default 0 1 2 4 8 16; 0 = clean)")
+    exa.add_argument("--quiet", action="store_true", help="no progress bars")
+    exa.set_defaults(func=_cmd_examples)
 
     rob = sub.add_parser("robustness", help="RobustBench-style summary of models from ensemble sweeps "
                                             "(ARP vs eps with intervals, strongest single attack)")

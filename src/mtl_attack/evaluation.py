@@ -23,7 +23,8 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     Returns {"clean": {task: {metric: value}}, "attacked": same or None,
     "image_stats": {"clean": {task: per-image statistics}, "attacked": same or None} (each
     statistic ``[N, ...]`` over the split's N images in order, :class:`mtl_attack.tasks.Meter`),
-    "examples": up to keep_examples (clean, adversarial) image pairs [3,H,W] on the CPU,
+    "examples": up to keep_examples dicts on the CPU: "image" and "adversarial" [3,H,W], "targets"
+    and "masks" (task -> one image's), "clean_pred" and "attacked_pred" (task -> [C,h,w]),
     "timings": {"attack_s": seconds spent inside the attack}}. With an ensemble attack
     (``attack.is_ensemble``) also "members": {"names": [...], "winner": int [N] member kept
     per image, "metrics": {member: {task: {metric: value}}}, "image_stats": {member: {task:
@@ -35,7 +36,7 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
     attacked_model = model if craft_on is None else craft_on.to(device).eval()
     clean = {t.name: t.meter() for t in tasks}
     attacked = {t.name: t.meter() for t in tasks} if attack is not None else None
-    examples: list[tuple[torch.Tensor, torch.Tensor]] = []
+    examples: list[dict] = []
     attack_s = 0.0
     ensemble = attack is not None and getattr(attack, "is_ensemble", False)
     members: dict = {}
@@ -73,7 +74,11 @@ def evaluate(model, dataset, tasks, device: torch.device, batch_size: int = 16,
                 for t in tasks:
                     meters[t.name].update(out_member[t.name], batch["targets"][t.name], batch["masks"][t.name])
         for i in range(min(keep_examples - len(examples), x.shape[0])):
-            examples.append((x[i].cpu(), x_adv[i].detach().cpu()))
+            examples.append({"image": x[i].cpu(), "adversarial": x_adv[i].detach().cpu(),
+                             "targets": {t.name: batch["targets"][t.name][i].cpu() for t in tasks},
+                             "masks": {t.name: batch["masks"][t.name][i].cpu() for t in tasks},
+                             "clean_pred": {t.name: out[t.name][i].float().cpu() for t in tasks},
+                             "attacked_pred": {t.name: out_adv[t.name][i].float().cpu() for t in tasks}})
     result = {
         "clean": {k: m.compute() for k, m in clean.items()},
         "attacked": {k: m.compute() for k, m in attacked.items()} if attacked is not None else None,

@@ -181,6 +181,9 @@ class NullLogger:
     def log_examples(self, triplets: Sequence, eps: float) -> None:
         pass
 
+    def log_picture(self, key: str, path: Path, caption: str) -> None:
+        pass
+
     def finish(self, status: str = "done", error: str | None = None) -> None:
         pass
 
@@ -234,6 +237,12 @@ class WandbLogger:
             )
             images.append(wandb.Image(_to_uint8_hwc(panel), caption=caption))
         self._run.log({EXAMPLES_KEY: images})
+
+    def log_picture(self, key: str, path: Path, caption: str) -> None:
+        """Log the PNG at ``path`` under ``key`` (e.g. the job's predictions) with ``caption``."""
+        import wandb
+
+        self._run.log({key: wandb.Image(str(path), caption=caption)})
 
     def finish(self, status: str = "done", error: str | None = None) -> None:
         """Write ``status`` and ``error`` to the summary and close the run (exit code 0 only for "done"),

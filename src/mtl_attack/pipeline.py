@@ -27,11 +27,16 @@ from .models.custom import custom_entry
 from .models.layout import Layout, index_of
 from .errors import UserError
 from .parts import Parts, prepare, trained_model
+from .pictures import prediction_grid
 from .preflight import Checked, preflight
 from .scores import arp, below_trivial
 from .tasks import SCORERS
 from .training import adversarial_settings
 from .worst_case import MEMBER_PREFIX, ensemble_entry
+
+# A few test images' truth, clean and attacked predictions, drawn beside each record and logged to W&B.
+PREDICTIONS_NAME = "predictions.png"
+PREDICTIONS_KEY = "predictions"
 
 
 @dataclass
@@ -424,6 +429,10 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
         record.update(result.record_fields)
         records.write_image_stats(job.dir / records.STATS_NAME, result.image_stats,
                                   {t.name: t.meter().kind for t in result.tasks})
+        if result.examples:
+            atomic.write_bytes(job.dir / PREDICTIONS_NAME, prediction_grid(
+                result.examples, result.tasks, title=f"{attack_name(cfg)}, eps {cfg.eps:g}/255"))
+            record["predictions"] = PREDICTIONS_NAME
         record["status"] = "done"
     except Exception as err:  # recorded, then re-raised for single runs
         record["status"] = "failed"
@@ -438,7 +447,10 @@ def run(cfg: DictConfig, job: Job | None = None, progress: bool = True) -> dict:
         try:
             if result is not None:
                 logger.log_record(record, record["directions"])
-                logger.log_examples(result.examples, result.eps)
+                logger.log_examples([(e["image"], e["adversarial"]) for e in result.examples], result.eps)
+                if record.get("predictions"):
+                    logger.log_picture(PREDICTIONS_KEY, job.dir / PREDICTIONS_NAME,
+                                       "rows: test images; per task: truth | clean | attacked prediction")
         finally:
             logger.finish(record["status"], record["error"])
         if job.sweep_dir is not None:

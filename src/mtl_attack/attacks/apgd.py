@@ -14,8 +14,9 @@ summed over the attacked tasks, sum_i (L_i(x') - L_i(x)) / L_i(x)):
 - returns the best point per sample.
 
 Starts: ``reference`` (auto-attack, the default: random start, initial step
-2*eps) or ``authors`` (the DGBA code: clean image, initial step eps/steps; its
-steps are too small to reach the eps-ball's surface in 10 iterations). Restarts are run
+2*eps) or ``authors`` (the DGBA code: clean image, initial step eps/steps; in 10
+iterations its steps barely reach the eps-ball's surface: ten steps of eps/10 in one
+direction just get there, and any halving or turn falls short). Restarts are run
 by the attack wrapper, keeping the per-sample best.
 """
 from __future__ import annotations

@@ -49,6 +49,7 @@ import numpy as np
 
 from .. import atomic
 from ..cache import build_once, content_key
+from ..pictures import _hsv_to_rgb, palette
 from .formats import FORMATS
 
 __all__ = [
@@ -142,15 +143,6 @@ def _make_materials(kind: str) -> _Materials:
     direction[1] /= np.linalg.norm(direction[1])
     color_a[2], color_b[2], pattern[2], freq[2] = (0.93, 0.93, 0.92), (0.85, 0.85, 0.84), 0, 1.0
     return _Materials(color_a, color_b, pattern, freq, direction, offset)
-
-
-def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    h, s, v = hsv[..., 0] * 6.0, hsv[..., 1], hsv[..., 2]
-    i = np.floor(h).astype(int) % 6
-    f = h - np.floor(h)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = np.stack([np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
-    return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
 
 
 _MATERIALS = {k: _make_materials(k) for k in SCENE_KINDS}
@@ -926,15 +918,6 @@ def ensure_synthetic(cache_dir: str | os.PathLike, kind: str, n_train: int, n_te
 _GRID_COLUMNS = ("rgb", "seg", "normal", "depth", "keypoints2d", "edge_texture")
 
 
-def _palette() -> np.ndarray:
-    """A fixed colour per class id 0-39 (uint8 [256,3]); 255 (void) is black."""
-    rng = np.random.default_rng(3)
-    hsv = np.stack([(np.arange(256) * 0.618034) % 1.0, rng.uniform(0.45, 0.9, 256), rng.uniform(0.55, 0.95, 256)], 1)
-    pal = np.round(_hsv_to_rgb(hsv) * 255).astype(np.uint8)
-    pal[255] = 0
-    return pal
-
-
 def _display_item(item: Mapping, kinds: Mapping) -> dict[str, tuple]:
     """A dataset item (image [3,H,W], targets, masks) as display cells, one per task, drawn by the
     task's kind (`kinds`: task -> kind name): segmentation -> "seg", normal -> "normal", depth ->
@@ -1033,7 +1016,7 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    pal = _palette()
+    pal = palette()
     fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(rows) + 0.3))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), len(cols), squeeze=False)

@@ -70,7 +70,8 @@ def done_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def status_note(df: pd.DataFrame) -> str:
-    """One line: how many rows are done and how many were left out (with a few job names)."""
+    """One line: how many rows are done, how many were left out (with a few job names) and how
+    many were made from a dirty checkout."""
     done = done_rows(df)
     left = df.drop(index=done.index)
     line = f"{len(df)} results: {len(done)} done"
@@ -80,6 +81,10 @@ def status_note(df: pd.DataFrame) -> str:
         more = ", ..." if len(left) > len(jobs) and jobs else ""
         line += (", " + ", ".join(f"{n} {s}" for s, n in states.items())
                  + " (left out of tables and figures" + (f": {', '.join(jobs)}{more}" if jobs else "") + ")")
+    if "git_dirty" in done.columns:
+        dirty = int(done["git_dirty"].map(lambda v: str(v).strip().lower() == "true").sum())
+        if dirty:
+            line += f"; {dirty} of them made from a checkout with uncommitted changes (marked ‡)"
     return line
 
 

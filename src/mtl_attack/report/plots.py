@@ -38,12 +38,17 @@ def _legend(fig, handles: dict, order: list[str]) -> None:
     fig.legend([handles[lab] for lab in labels], labels, loc="outside right center", frameon=False)
 
 
-def plot_arp_vs_eps(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:
+def plot_arp_vs_eps(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
+                    intervals: pd.DataFrame | None = None) -> Path:
     """Figures 2/3: overall ARP vs eps, one panel per optimizer, one line per objective; PNG at ``path``.
 
     x: eps (pixel units) on a log2 axis with ticks at the eps present (1, 2, 4, 8, 16).
+    intervals: columns optimizer, objective, eps, lo, hi (significance.eps_intervals): drawn as
+    shaded bands around the lines where given.
     """
     data = arp_vs_eps(df)
+    if intervals is not None and len(intervals):
+        data = data.merge(intervals, on=["optimizer", "objective", "eps"], how="left")
     opts = ordered(data["optimizer"].unique(), OPTIMIZERS)
     objs = ordered(data["objective"].unique(), OBJECTIVES)
     fig = _figure(3.6 * len(opts) + 1.4, 3.4)
@@ -56,6 +61,8 @@ def plot_arp_vs_eps(df: pd.DataFrame, path: str | os.PathLike, title: str | None
             if line.empty:
                 continue
             ax.plot(line["eps"], line["arp"], marker="o", color=f"C{i % 10}", label=objective_label(obj))
+            if "lo" in line.columns and line["lo"].notna().any():
+                ax.fill_between(line["eps"], line["lo"], line["hi"], color=f"C{i % 10}", alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(epss, [fmt_eps(e) for e in epss])
         ax.minorticks_off()

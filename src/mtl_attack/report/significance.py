@@ -6,10 +6,11 @@ its ARP minus the runner-up's (over the test images and the training seeds both 
 run with, :func:`mtl_attack.stats.paired_difference`) excludes 0; otherwise the two
 are a tie and neither is first. Results without per-image statistics (tables made
 before they existed, or whose job folders are gone) cannot be checked: their best is
-marked as before, and the report says they are unchecked.
+marked unchecked and is no first place. A group with one attack has no contest.
 
 Marks are strings: "first" (decided), "tie" (best and runner-up, not separable),
-"best" (the highest, unchecked) and "" (none).
+"unchecked" (the highest, without statistics to decide), "alone" (the only attack of
+its group) and "" (none). Only "first" counts as a first place.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .load import metric_directions
 
 log = logging.getLogger(__name__)
 
-FIRST, TIE, BEST = "first", "tie", "best"
+FIRST, TIE, UNCHECKED, ALONE = "first", "tie", "unchecked", "alone"
 
 
 @functools.lru_cache(maxsize=256)
@@ -82,8 +83,8 @@ def pair_verdict(rows_a: pd.DataFrame, rows_b: pd.DataFrame, directions: dict,
 def first_places(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "model") -> pd.DataFrame:
     """Marks shaped like ``table`` (an :func:`~mtl_attack.report.tables.arp_table` of ``part``'s rows):
     per row and optimizer, "first" for a best attack ahead of its runner-up beyond the paired
-    interval, "tie" for a best and runner-up it cannot separate (or equal means), "best" where
-    the statistics are missing, "" elsewhere. ``marks.attrs["checked"]``: pairs decided from statistics.
+    interval, "tie" for a best and runner-up it cannot separate (or equal means), "unchecked"
+    where the statistics are missing, "alone" for a group of one attack, "" elsewhere. ``marks.attrs["checked"]``: pairs decided from statistics.
     """
     marks = pd.DataFrame("", index=table.index, columns=table.columns)
     checked = unchecked = 0
@@ -96,7 +97,7 @@ def first_places(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "model"
                 continue
             best = values.index[0]
             if len(values) == 1:
-                marks.at[row, best] = FIRST  # no contest
+                marks.at[row, best] = ALONE  # no contest: no first place
                 continue
             second = values.index[1]
             if np.isclose(values.iloc[0], values.iloc[1], rtol=1e-9, atol=0.0):
@@ -108,7 +109,7 @@ def first_places(part: pd.DataFrame, table: pd.DataFrame, row_col: str = "model"
                 directions = metric_directions(part)
             diff = pair_verdict(cell(best), cell(second), directions)
             if diff is None:
-                marks.at[row, best] = BEST
+                marks.at[row, best] = UNCHECKED
                 unchecked += 1
             elif stats.verdict(diff) == "A":
                 marks.at[row, best] = FIRST
@@ -267,3 +268,24 @@ def accuracy_drop_intervals(part: pd.DataFrame) -> pd.DataFrame:
         out.append([name, "overall", *ci["overall"].as_list()])
         out += [[name, task, *c.as_list()] for task, c in ci["per_task"].items()]
     return pd.DataFrame(out, columns=columns)
+
+
+def eps_intervals(part: pd.DataFrame) -> pd.DataFrame:
+    """The 95% interval (over test images and seeds) of each point of the ARP-vs-eps curve that
+    is one model's ARP: columns optimizer, objective, eps, lo, hi. A point averaged over several
+    models, or without per-image statistics, gets no interval (it is left out)."""
+    out = []
+    directions = None
+    for (opt, obj, eps), cell in part.groupby(["optimizer", "objective", "eps"], sort=False):
+        if cell["model"].nunique() != 1:
+            continue
+        runs = _runs(cell)
+        if not runs:
+            continue
+        directions = directions or metric_directions(part)
+        try:
+            ci = stats.arp_intervals([r[:2] for r in runs.values()], _scorers(runs), directions)["overall"]
+        except (ValueError, KeyError):
+            continue
+        out.append({"optimizer": opt, "objective": obj, "eps": float(eps), "lo": ci.lo, "hi": ci.hi})
+    return pd.DataFrame(out, columns=["optimizer", "objective", "eps", "lo", "hi"])

@@ -21,12 +21,13 @@ from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, op
                      task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
 from .markdown import to_markdown
-from .significance import accuracy_drop_intervals, cell_intervals, first_places, loss_gains, transferability_intervals
+from .significance import (accuracy_drop_intervals, cell_intervals, eps_intervals, first_places, loss_gains,
+                           transferability_intervals)
 from .plots import plot_arp_vs_eps, plot_per_task_bars, plot_study_bars, plot_transferability
 from .study_tables import (adversarial_accuracy_table, adversarial_arp_table, black_box, ensemble_markdown_table,
                            ensemble_rows, ensemble_table, single_x, trained_models,
                            transfer_table, transferability_table, transferability_trend, transferability_wide)
-from .tables import (NO_PER_TASK, arp_table, arp_vs_eps, at_eps, best_per_row, clean_white_box,
+from .tables import (NO_PER_TASK, arp_table, arp_vs_eps, at_eps, clean_white_box,
                      first_place_counts, per_task_bars, select_eps, task_columns, weighted_grid_table)
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,12 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
-UNCHECKED = "bold: the row's best per optimizer"
-CHECKED = ("bold: the row's best per optimizer, ahead of the runner-up beyond the paired 95% bootstrap "
-           "interval of their difference; italics: best and runner-up the interval cannot separate (a tie, "
-           "no first place)")
+# The rule every attack table applies (significance.first_places), said once.
+MARKS = ("bold: first in its row within its optimizer, ahead of the runner-up beyond the paired 95% bootstrap "
+         "interval of their difference over test images and seeds; italics: best and runner-up the interval "
+         "cannot separate (a tie, no first place); a trailing ?: the highest, but without per-image statistics "
+         "to check it (no first place); an optimizer with one attack in the row has no contest (no mark). "
+         "Only bold cells count as first places")
 
 
 def _study_table(s: Setting, table: pd.DataFrame, stem: str, title: str,
@@ -92,13 +95,12 @@ def _study_table(s: Setting, table: pd.DataFrame, stem: str, title: str,
     """Write a Table 3/6-shaped table as <stem>.md, .csv and .png (bars); return its markdown with
     the picture, the first-place counts as text and the legend of its marks. ``rows``: the jobs
     behind the table, their ``row`` column naming the table row each belongs to."""
-    checked = _has_stats(rows)
-    marks = first_places(rows, table, row_col="row") if checked else best_per_row(table)
+    marks = first_places(rows, table, row_col="row")
     s.text(stem, f"# {title}\n\n" + to_markdown(table, marks))
     s.csv(stem, _flat(table))
     s.figure(plot_study_bars, table, stem, title=title)
     body = to_markdown(table, marks) + f"\n![{title}]({stem}.png) ([csv]({stem}.csv))\n"
-    return body, _firsts(marks) or "none", CHECKED if checked else UNCHECKED
+    return body, _firsts(marks) or "none", MARKS
 
 
 # ---------------------------------------------------------------- adversarial training (Tables 17/18, 3/19)
@@ -230,9 +232,15 @@ def _attack_section(s: Setting, case: None) -> list[str]:
         md += _attack_eps_section(s, part, e)
     if s.eps is None and len(every) > 1:
         stem = f"{s.prefix}arp_vs_eps"
-        s.csv(stem, arp_vs_eps(part), index=False)
-        s.figure(plot_arp_vs_eps, part, stem, title=f"{s.dataset} / {s.backbone}")
-        md += ["### Overall ARP vs eps", "", f"![overall ARP vs eps]({stem}.png) ([csv]({stem}.csv))", ""]
+        bands = eps_intervals(part) if _has_stats(part) else None
+        curve = arp_vs_eps(part)
+        if bands is not None and len(bands):
+            curve = curve.merge(bands, on=["optimizer", "objective", "eps"], how="left")
+        s.csv(stem, curve, index=False)
+        s.figure(plot_arp_vs_eps, part, stem, title=f"{s.dataset} / {s.backbone}", intervals=bands)
+        md += ["### Overall ARP vs eps", "", f"![overall ARP vs eps]({stem}.png) ([csv]({stem}.csv))"
+               + ("; shaded: the 95% interval over test images and seeds of each one-model point" if bands is not None
+                  and len(bands) else ""), ""]
     return md
 
 
@@ -247,25 +255,25 @@ def _attack_eps_section(s: Setting, part: pd.DataFrame, e: float) -> list[str]:
     stem = f"{s.prefix}table_arp_eps{k}"
     here = at_eps(part, e)
     checked = _has_stats(here)
-    marks = first_places(here, table) if checked else best_per_row(table)
+    marks = first_places(here, table)
     s.text(stem, f"# ARP, {s.dataset} / {s.backbone}, eps {k}\n\n" + to_markdown(table, marks))
     flat = _flat(table)
     if table.attrs.get("params_paper_M"):
         flat.insert(0, "params_paper_M", [table.attrs["params_paper_M"].get(m) for m in flat.index])
     s.csv(stem, flat)
     md = [f"### eps {k}", "", f"Table: [{stem}.md]({stem}.md) ([csv]({stem}.csv))", ""]
+    ties = int((marks == "tie").T.groupby(level="optimizer").any().sum().sum())
+    alone = int((marks == "alone").to_numpy().sum())
+    md += ["First places out of " f"{cases} model x optimizer cases, counted only where the best ARP is ahead "
+           "of the runner-up beyond the paired 95% bootstrap interval of their difference (over test images "
+           f"and seeds): {_firsts(marks) or 'none'}. Ties (best and runner-up not separable, in italics, no "
+           f"first place): {ties}"
+           + (f"; unchecked (no per-image statistics, marked ?, no first place): {marks.attrs['unchecked']}"
+              if marks.attrs.get("unchecked") else "")
+           + (f"; without a contest (one attack in the group, no first place): {alone}" if alone else "")
+           + (f". ARP intervals per cell: [{stem}_intervals.csv]({stem}_intervals.csv)." if checked else "."), ""]
     if checked:
-        ties = int((marks == "tie").T.groupby(level="optimizer").any().sum().sum())
         s.csv(f"{stem}_intervals", cell_intervals(here, table).rename(columns={"row": "model"}), index=False)
-        md += ["First places out of " f"{cases} model x optimizer cases, counted only where the best ARP is ahead "
-               "of the runner-up beyond the paired 95% bootstrap interval of their difference (over test images "
-               f"and seeds): {_firsts(marks) or 'none'}. Ties (best and runner-up not separable, in italics, no "
-               f"first place): {ties}"
-               + (f"; unchecked (no per-image statistics, bold): {marks.attrs['unchecked']}"
-                  if marks.attrs.get("unchecked") else "")
-               + f". ARP intervals per cell: [{stem}_intervals.csv]({stem}_intervals.csv).", ""]
-    else:
-        md += [f"First places (model x optimizer cases, ties count for each) out of {cases}: {_firsts(marks)}.", ""]
     if not task_columns(at_eps(part, e)):
         md += [f"Per-task bars skipped: {NO_PER_TASK}.", ""]
     else:
@@ -387,7 +395,8 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, eps: float | None
     written: list[Path] = []
     md = ["# Attack report", "", status_note(df) + ".", "",
           "ARP in %, higher = stronger attack; eps in pixel units out of 255. "
-          "Bold: the best ARP in its row within each optimizer (as the paper marks its first places). "
+          f"Marks: {MARKS}. Rows made from a checkout with uncommitted changes are marked "
+          "(dirty checkout), since the code behind them cannot be checked. "
           "Cells average over seeds; figures average over models.", ""]
     for dataset, backbone in settings:
         rows = keyed[(keyed["dataset"].astype(str) == dataset) & (keyed["backbone"].astype(str) == backbone)]

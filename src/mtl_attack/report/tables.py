@@ -127,7 +127,18 @@ def arp_table(df: pd.DataFrame, eps: float | None = None, value: str = "arp",
         table.attrs["params_paper_M"] = row_params(keyed, "model", rows)
     table.attrs["eps"] = float(keyed["eps"].iloc[0])
     table.attrs["below_trivial"] = below_trivial_rows(keyed, "model", rows)
+    table.attrs["dirty"] = dirty_rows(keyed, "model", rows)
     return table
+
+
+def dirty_rows(part: pd.DataFrame, row_col: str, rows: Sequence[str]) -> dict[str, int]:
+    """row label -> how many of its jobs were run from a checkout with uncommitted changes
+    (``git_dirty``: the code behind them cannot be checked); clean rows are left out."""
+    if "git_dirty" not in part.columns:
+        return {}
+    dirty = part["git_dirty"].map(lambda v: str(v).strip().lower() == "true")
+    counts = dirty.groupby(part[row_col]).sum()
+    return {r: int(counts[r]) for r in rows if r in counts.index and counts[r] > 0}
 
 
 def below_trivial_rows(part: pd.DataFrame, row_col: str, rows: Sequence[str]) -> dict[str, str]:
@@ -164,15 +175,14 @@ def best_per_row(table: pd.DataFrame, within: str = "optimizer", rtol: float = 1
 
 
 def first_place_counts(marks: pd.DataFrame) -> pd.Series:
-    """Per objective, in how many (model, optimizer) cases it is marked best.
+    """Per objective, in how many (model, optimizer) cases it is first.
 
-    marks: :func:`best_per_row` (ties count for each) or
-    :func:`~mtl_attack.report.significance.first_places` ("first" and unchecked "best"
-    count, ties count for none). With per-optimizer marks this is the paper's "DGBA ranks
-    first in 80 of 100 cases".
+    marks: :func:`~mtl_attack.report.significance.first_places` (only "first" counts: ties,
+    unchecked bests and groups of one attack do not) or :func:`best_per_row` (ties count for
+    each). With per-optimizer marks this is the paper's "DGBA ranks first in 80 of 100 cases".
     """
     text = any(isinstance(v, str) for v in marks.to_numpy().ravel())
-    firsts = marks.isin(["first", "best"]) if text else marks.astype(bool)
+    firsts = marks.eq("first") if text else marks.astype(bool)
     counts = firsts.T.groupby(level="objective", sort=False).sum().sum(axis=1).astype(int)
     return counts.reindex(ordered(counts.index, OBJECTIVES))
 

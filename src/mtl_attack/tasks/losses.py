@@ -31,11 +31,9 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = 255
-# Median of the normal angles comes from a histogram with this bin width
-# (degrees); the reported median is within half a bin (0.0005 deg) of the exact one.
-NORMAL_HIST_BIN_DEG = 1e-3
-# Per-image angle histograms (for bootstrap intervals) use coarser bins: a median scored
-# from them is within half a bin (0.05 deg) of the exact one.
+# The normal median comes from per-image angle histograms of this bin width (degrees), the
+# statistics behind the record, the intervals and the paired differences alike: it is
+# within half a bin (0.05 deg) of the exact median.
 IMAGE_HIST_BIN_DEG = 0.1
 NORMAL_THRESHOLDS_DEG = (11.25, 22.5, 30.0)
 # "within t" counts angle <= t + this tolerance (deg): float32 inputs put an

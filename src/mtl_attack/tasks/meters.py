@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .losses import (DEPTH_DELTA_THRESHOLDS, DEPTH_ERROR_METRICS, DEPTH_METRICS, DEPTH_PRED_FLOOR, IGNORE_INDEX,  # noqa: F401
-                     IMAGE_HIST_BIN_DEG, LOSS_METRICS, NORMAL_HIST_BIN_DEG, NORMAL_METRICS, SEG_METRICS,
+                     IMAGE_HIST_BIN_DEG, LOSS_METRICS, NORMAL_METRICS, SEG_METRICS,
                      NORMAL_THRESHOLD_TOL_DEG, NORMAL_THRESHOLDS_DEG, _check_pred, _check_seg_labels, _prepare, _unit,
                      resize_nearest, upsample_prediction)
 
@@ -128,7 +128,6 @@ class SegmentationMeter:
 
     def __init__(self, classes: int):
         self.classes = int(classes)
-        self.conf = torch.zeros(self.classes, self.classes, dtype=torch.int64)
         self._images = _PerImage()
 
     @torch.no_grad()
@@ -150,11 +149,10 @@ class SegmentationMeter:
         valid = valid & (target != IGNORE_INDEX)
         _check_seg_labels("segmentation", target, valid, self.classes)
         per_image = confusion_matrices(labels.to(target.device), target, valid, self.classes)
-        self.conf += per_image.sum(0)
         self._images.add(conf=per_image)
 
     def compute(self) -> dict[str, float]:
-        return segmentation_scores(self.conf)
+        return self.score(summed_stats(self.image_stats()))
 
     def image_stats(self) -> dict[str, np.ndarray]:
         return self._images.stats({"conf": (self.classes, self.classes)})
@@ -180,22 +178,17 @@ class NormalMeter:
 
     angle_mean and angle_median (lower is better); within_11_25 / within_22_5 /
     within_30: % of pixels with angle <= t (inclusive, tolerance 1e-4 deg).
-    The median is NOT computed from stored angles: angles go into a histogram
-    of bin width 1e-3 deg over [0, 180] and the median is read from it (mean of
-    the two middle ranks' bin centres), so it is exact to within 0.0005 deg.
     Per-image statistics: ``count``, ``angle_sum`` ``[N]``, ``within`` ``[N, 3]`` and a
-    coarser histogram ``hist`` ``[N, 1800]`` (bins of :data:`IMAGE_HIST_BIN_DEG`), so a
-    median scored from them is within 0.05 deg.
+    histogram ``hist`` ``[N, 1800]`` of bins of :data:`IMAGE_HIST_BIN_DEG` (0.1 deg) over
+    [0, 180]. The split's metrics are scored from their sums (:meth:`compute` is
+    :meth:`score` of the summed statistics), so the record, the intervals and the paired
+    differences all read the same numbers: the median is the mean of the two middle ranks'
+    bin centres, within 0.05 deg of the exact one.
     """
 
     kind = "normal"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self) -> None:
-        self.bins = int(round(180.0 / NORMAL_HIST_BIN_DEG))
-        self.hist = torch.zeros(self.bins, dtype=torch.int64)
-        self.count = 0
-        self.angle_sum = 0.0
-        self.within = [0 for _ in NORMAL_THRESHOLDS_DEG]
         self.image_bins = int(round(180.0 / IMAGE_HIST_BIN_DEG))
         self._images = _PerImage()
 
@@ -207,41 +200,31 @@ class NormalMeter:
         target, valid = _prepare("normal", pred, target, mask, 4, size, 3)
         target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
         full = normal_angles_deg(pred, target)
-        ang = full[valid]
-        self.count += ang.numel()
-        self.angle_sum += float(ang.sum())
-        for i, t in enumerate(NORMAL_THRESHOLDS_DEG):
-            self.within[i] += int((ang <= t + NORMAL_THRESHOLD_TOL_DEG).sum())
-        idx = (ang / NORMAL_HIST_BIN_DEG).floor().long().clamp(0, self.bins - 1)
-        self.hist += torch.bincount(idx, minlength=self.bins).cpu()
-        # Per image: the same sums, and the coarse histogram (offset by image so one bincount serves all).
+        # Per image (offset by image so one bincount serves the batch).
         b = full.shape[0]
         inside = torch.stack([(full <= t + NORMAL_THRESHOLD_TOL_DEG) & valid for t in NORMAL_THRESHOLDS_DEG], 1)
-        coarse = (full / IMAGE_HIST_BIN_DEG).floor().long().clamp(0, self.image_bins - 1)
-        coarse = coarse + torch.arange(b, device=coarse.device).view(b, 1, 1) * self.image_bins
-        hist = torch.bincount(coarse[valid], minlength=b * self.image_bins).view(b, self.image_bins)
+        bins = (full / IMAGE_HIST_BIN_DEG).floor().long().clamp(0, self.image_bins - 1)
+        bins = bins + torch.arange(b, device=bins.device).view(b, 1, 1) * self.image_bins
+        hist = torch.bincount(bins[valid], minlength=b * self.image_bins).view(b, self.image_bins)
         self._images.add(count=valid.sum((1, 2)), angle_sum=torch.where(valid, full, 0.0).sum((1, 2)),
                          within=inside.sum((2, 3)), hist=hist)
 
-    @staticmethod
-    def _scores(count: float, angle_sum: float, within, hist, bin_deg: float) -> dict[str, float]:
-        if count <= 0:
-            raise ValueError("normal: no valid pixels were accumulated; nothing to score")
-        out = {"angle_mean": float(angle_sum) / float(count), "angle_median": _hist_median(hist, count, bin_deg)}
-        for name, n in zip(("within_11_25", "within_22_5", "within_30"), within):
-            out[name] = float(n) / float(count) * 100.0
-        return out
-
     def compute(self) -> dict[str, float]:
-        return self._scores(self.count, self.angle_sum, self.within, self.hist, NORMAL_HIST_BIN_DEG)
+        return self.score(summed_stats(self.image_stats()))
 
     def image_stats(self) -> dict[str, np.ndarray]:
         return self._images.stats({"count": (), "angle_sum": (), "within": (3,), "hist": (self.image_bins,)})
 
     @staticmethod
     def score(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
-        return NormalMeter._scores(float(stats["count"]), float(stats["angle_sum"]), np.asarray(stats["within"]),
-                            np.asarray(stats["hist"]), IMAGE_HIST_BIN_DEG)
+        count = float(stats["count"])
+        if count <= 0:
+            raise ValueError("normal: no valid pixels were accumulated; nothing to score")
+        out = {"angle_mean": float(stats["angle_sum"]) / count,
+               "angle_median": _hist_median(np.asarray(stats["hist"]), count, IMAGE_HIST_BIN_DEG)}
+        for name, n in zip(("within_11_25", "within_22_5", "within_30"), np.asarray(stats["within"])):
+            out[name] = float(n) / count * 100.0
+        return out
 
 
 class DepthMeter:
@@ -251,16 +234,13 @@ class DepthMeter:
     max(p/g, g/p) < 1.25**k (strict). For the ratio only, p is floored at 1e-8,
     so p <= 0 lands far outside every threshold. Ground truth must be > 0 at
     valid pixels (otherwise ValueError: mark such pixels invalid in the mask).
-    Per-image statistics: ``count``, ``abs_sum``, ``rel_sum`` ``[N]`` and ``delta`` ``[N, 3]``.
+    Per-image statistics: ``count``, ``abs_sum``, ``rel_sum`` ``[N]`` and ``delta`` ``[N, 3]``;
+    the split's metrics are scored from their sums.
     """
 
     kind = "depth"  # names its scorer in a saved statistics file (SCORERS)
 
     def __init__(self) -> None:
-        self.count = 0
-        self.abs_sum = 0.0
-        self.rel_sum = 0.0
-        self.delta = [0 for _ in DEPTH_DELTA_THRESHOLDS]
         self._images = _PerImage()
 
     @torch.no_grad()
@@ -271,20 +251,12 @@ class DepthMeter:
         target, valid = _prepare("depth", pred, target, mask, 4, size, 1)
         p_full = pred[:, 0].to(torch.float64)
         g_full = torch.where(valid, target[:, 0].to(torch.float64), torch.ones_like(p_full))
-        p, g = p_full[valid], g_full[valid]
+        g = g_full[valid]
         if bool((g <= 0).any()) or not bool(torch.isfinite(g).all()):
             raise ValueError(
                 "depth: ground truth must be finite and > 0 at valid pixels; "
                 "set mask=False where depth is missing"
             )
-        err = (p - g).abs()
-        self.count += g.numel()
-        self.abs_sum += float(err.sum())
-        self.rel_sum += float((err / g).sum())
-        pf = p.clamp_min(DEPTH_PRED_FLOOR)
-        ratio = torch.maximum(pf / g, g / pf)
-        for i, t in enumerate(DEPTH_DELTA_THRESHOLDS):
-            self.delta[i] += int((ratio < t).sum())
         err_full = torch.where(valid, (p_full - g_full).abs(), 0.0)
         pf_full = p_full.clamp_min(DEPTH_PRED_FLOOR)
         ratio_full = torch.maximum(pf_full / g_full, g_full / pf_full)
@@ -302,7 +274,7 @@ class DepthMeter:
         return out
 
     def compute(self) -> dict[str, float]:
-        return self._scores(self.count, self.abs_sum, self.rel_sum, self.delta)
+        return self.score(summed_stats(self.image_stats()))
 
     def image_stats(self) -> dict[str, np.ndarray]:
         return self._images.stats({"count": (), "abs_sum": (), "rel_sum": (), "delta": (3,)})
@@ -329,7 +301,11 @@ class DepthErrorMeter(DepthMeter):
 class LossMeter:
     """Mean of per-sample losses over the split -> ``{"loss": value}`` (lower is better).
 
-    The loss is evaluated at the prediction's resolution, exactly as in training.
+    Scored where every other metric is: at the ground truth's resolution. The prediction is
+    upsampled to the target's size (bilinear, ``align_corners=False``; segmentation logits
+    before the cross-entropy) and the task's loss taken there, so a prediction is scored on
+    the same pixels whatever its output size (a trivial predictor's 1x1 map included).
+    Training takes the same loss at the head's resolution instead (the targets resampled).
     Per-image statistics: ``loss`` and ``count`` (1 per image) ``[N]``.
     """
 
@@ -337,15 +313,12 @@ class LossMeter:
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor]):
         self.loss_fn = loss_fn
-        self.total = 0.0
-        self.count = 0
         self._images = _PerImage()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        per_sample = self.loss_fn(pred.detach(), target, mask).to(torch.float64)
-        self.total += float(per_sample.sum())
-        self.count += per_sample.numel()
+        pred = upsample_prediction(pred.detach(), tuple(target.shape[-2:]))
+        per_sample = self.loss_fn(pred, target, mask).to(torch.float64)
         self._images.add(loss=per_sample, count=torch.ones_like(per_sample))
 
     @staticmethod
@@ -355,7 +328,7 @@ class LossMeter:
         return {"loss": float(total) / float(count)}
 
     def compute(self) -> dict[str, float]:
-        return self._scores(self.total, self.count)
+        return self.score(summed_stats(self.image_stats()))
 
     def image_stats(self) -> dict[str, np.ndarray]:
         return self._images.stats({"loss": (), "count": ()})
