@@ -2,10 +2,12 @@
 
 A user error (a bad value, a missing file, no GPU) prints one line on stderr and exits with 2.
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from mtl_attack.config import register
+from mtl_attack.config import check_command_line, register
 from mtl_attack.errors import exit_on_user_error
 from mtl_attack.pipeline import run
 
@@ -19,4 +21,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    exit_on_user_error("run.py")(check_command_line)(sys.argv[1:])  # a wrong type or choice: one line, exit 2
     main()

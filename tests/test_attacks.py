@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from mtl_attack.attacks import (
-    DGBA, OBJECTIVES, OPTIMIZERS, SAGA, AttackConfig, AttackProblem, EarlyStop, EarlyStoppedPGD, SignTotal,
-    SingleTask, Total, WeightedTotal, WgdVariant, apgd_checkpoints, build_attack, build_attack_from_config,
-    fooled, grid_search_weights, preset_configs, register_presets, relative_increase, saga_alpha_update,
-    weight_grid, wgd_weights)
+    APGD, DGBA, FGSM, MIM, OBJECTIVES, OPTIMIZERS, PGD, SAGA, WGD, AttackConfig, AttackProblem, EarlyStop,
+    EarlyStoppedPGD, SignTotal, SingleTask, Total, WeightedTotal, WgdVariant, apgd_checkpoints, build_attack,
+    build_attack_from_config, fooled, grid_search_weights, parse_preset_name, preset_configs, preset_name,
+    register_presets, relative_increase, saga_alpha_update, weight_grid, wgd_weights)
 
 TASKS = ("segment_semantic", "normal", "depth_zbuffer")
 WEIGHTS = {"segment_semantic": 0.2, "normal": 0.3, "depth_zbuffer": 0.5}
@@ -643,7 +643,7 @@ def test_unknown_optimizer_fails_at_merge_naming_choices():
 def test_presets_are_in_the_config_store_and_build():
     from mtl_attack.data.registry import task_names
 
-    presets = preset_configs()
+    presets = preset_configs(task_names())  # what the config store holds
     # The task names the dataset configs declare: Cityscapes' two, NYUv2's three, two more of Taskonomy.
     assert task_names() == ("segmentation", "depth", "segment_semantic", "normal", "depth_zbuffer", "keypoints2d",
                             "edge_texture")
@@ -690,6 +690,82 @@ def test_presets_are_in_the_config_store_and_build():
         assert attack.optimizer.name == fields["optimizer"] and attack.objective.name == fields["objective"]
         # APGD starts at random (Croce and Hein's start, the default); the others from the clean image.
         assert attack.steps == 10 and attack.random_start == (fields["optimizer"] == "apgd")
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("dgba_apgd", ("dgba", None, "apgd")),
+    ("single_segment_semantic_pgd", ("single", "segment_semantic", "pgd")),  # a task name with an underscore
+    ("single_depth_zbuffer_apgd", ("single", "depth_zbuffer", "apgd")),
+    ("single_pgd", ("single", None, "pgd")),  # Single-x whose target_task the user sets
+    ("weightedtotal_mim", ("weightedtotal", None, "mim")),
+    # The ensemble parses to objective "ensemble", as job records name it; formatting ignores the objective.
+    ("ensemble", ("ensemble", None, "ensemble")),
+])
+def test_preset_names_round_trip(name, parts):
+    objective, task, optimizer = parts
+    assert parse_preset_name(name) == parts
+    assert preset_name(objective, optimizer, task) == name
+    assert parse_preset_name(name, task_names=TASKS) == parts
+    if optimizer == "ensemble":
+        assert preset_name("dgba", "ensemble") == "ensemble"  # the ensemble preset's own objective
+    else:
+        assert name in preset_configs(TASKS)
+
+
+def test_every_preset_name_round_trips():
+    for name, fields in preset_configs(TASKS).items():
+        objective, task, optimizer = parse_preset_name(name, task_names=TASKS)
+        assert (optimizer, task) == (fields["optimizer"], fields["target_task"])
+        assert objective == ("ensemble" if name == "ensemble" else fields["objective"])
+        assert preset_name(objective, optimizer, task) == name
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: parse_preset_name("dgba"), "not an attack preset name"),
+    (lambda: parse_preset_name("dgba_pgdx"), "not an attack preset name"),
+    (lambda: parse_preset_name("foo_pgd"), "not an attack preset name"),
+    (lambda: parse_preset_name("total_normal_pgd"), "not an attack preset name"),  # Total attacks every task
+    (lambda: parse_preset_name("single__pgd"), "not an attack preset name"),
+    (lambda: parse_preset_name("dgba_ensemble"), "not an attack preset name"),
+    (lambda: parse_preset_name("single_edge_pgd", task_names=TASKS), "names task 'edge'"),
+    (lambda: preset_name("dgb", "pgd"), "no attack preset"),
+    (lambda: preset_name("dgba", "pgdx"), "no attack preset"),
+    (lambda: preset_name("total", "pgd", "normal"), "attacks no one task"),
+    (lambda: preset_name("dgba", "ensemble", "normal"), "attacks no one task"),
+])
+def test_bad_preset_names_fail_in_one_line(call, match):
+    with pytest.raises(ValueError, match=match) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_attack_classes_carry_labels_and_needs():
+    assert {name: cls.label for name, cls in OBJECTIVES.items()} == {
+        "single": "Single", "total": "Total", "signtotal": "SignTotal", "weightedtotal": "WeightedTotal",
+        "wgd": "WGD", "dgba": "DGBA"}
+    assert {name: cls.label for name, cls in OPTIMIZERS.items()} == {
+        "fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD", "saga": "Auto-SAGA"}
+    assert [OBJECTIVES[c.name] for c in (SingleTask, Total, SignTotal, WeightedTotal, WGD, DGBA)] == \
+        [SingleTask, Total, SignTotal, WeightedTotal, WGD, DGBA]
+    assert [OPTIMIZERS[c.name] for c in (FGSM, PGD, MIM, APGD, SAGA)] == [FGSM, PGD, MIM, APGD, SAGA]
+    # Only WeightedTotal needs calibrated weights; only Single-x one named task.
+    assert [n for n, c in OBJECTIVES.items() if c.needs_weights] == ["weightedtotal"]
+    assert [n for n, c in OBJECTIVES.items() if c.needs_task] == ["single"]
+
+
+def test_report_labels_come_from_the_attack_classes():
+    from mtl_attack.report import labels
+
+    assert labels.OPTIMIZER_LABELS == {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD",
+                                       "saga": "Auto-SAGA", "ensemble": "Ensemble"}
+    assert labels.OBJECTIVE_LABELS == {"total": "Total", "signtotal": "SignTotal", "weightedtotal": "WeightedTotal",
+                                       "wgd": "WGD", "dgba": "DGBA"}
+    assert labels.OBJECTIVES == tuple(f"single_{t}" for t in labels.TASKS) + (
+        "total", "signtotal", "weightedtotal", "wgd", "dgba")
+    assert labels.objective_label("single_segment_semantic") == "Single-Segm"
+    assert labels.split_preset("single_depth_zbuffer_apgd") == ("apgd", "single_depth_zbuffer")
+    assert labels.split_preset("ensemble") == (None, "ensemble")
+    assert labels.train_attack_label("single_segment_semantic_pgd") == "PGD Single-Segm"
 
 
 def test_defaults_are_the_authors_but_apgd_starts_as_croce_and_hein():

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from helpers import tiny
 from mtl_attack.attacks import OPTIMIZERS, build_attack
 from mtl_attack.attacks.attack import channels_last_model, execution, tf32_allowed
-from mtl_attack.bench import (ARP_TOLERANCE, arp_agreement, arp_check, relative_difference, row_specs,
-                              synthetic_batch)
+from mtl_attack.bench import row_specs, synthetic_batch
+from mtl_attack.precision_check import ARP_TOLERANCE, arp_agreement, arp_check, relative_difference
 from mtl_attack.cli import main
 from mtl_attack.batches import attack_inputs
 from mtl_attack.evaluation import evaluate
@@ -300,20 +300,30 @@ class OutOfMemory(nn.Module):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
+class OutOfCpuMemory(OutOfMemory):
+    def forward(self, x):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes")
+
+
 def test_out_of_memory_names_the_batch_size_to_lower():
+    from mtl_attack.errors import UserError
+
     tasks = config_tasks("nyuv2")
     b = synthetic_batch("nyuv2", 3, 8)
     items = [{"image": b["image"][i], "targets": {k: v[i] for k, v in b["targets"].items()},
               "masks": {k: v[i] for k, v in b["masks"].items()}} for i in range(3)]
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(UserError) as err:
         evaluate(OutOfMemory(), items, tasks, torch.device("cpu"), batch_size=6, progress=False)
     msg = str(err.value)
-    assert len(msg.splitlines()) == 1 and "dataset.eval_batch_size=6" in msg and "lower dataset.eval_batch_size" in msg
-    assert not isinstance(err.value, torch.OutOfMemoryError)
+    assert len(msg.splitlines()) == 1 and msg.startswith("out of GPU memory at dataset.eval_batch_size=6; lower "
+                                                         "dataset.eval_batch_size (e.g. dataset.eval_batch_size=3)")
+    with pytest.raises(UserError, match="out of CPU memory at dataset.eval_batch_size=6"):
+        evaluate(OutOfCpuMemory(), items, tasks, torch.device("cpu"), batch_size=6, progress=False)
 
     from mtl_attack.config import compose
     from mtl_attack.training import train_model
 
     cfg = compose(["train.iterations=2", "train.batch_size=3"]).train
-    with pytest.raises(RuntimeError, match=r"train\.batch_size=3; lower train\.batch_size"):
+    with pytest.raises(UserError, match=r"train\.batch_size=3; lower train\.batch_size"):
         train_model(OutOfMemory(), items, tasks, cfg, torch.device("cpu"), seed=0, progress=False)

@@ -816,7 +816,7 @@ def test_scale_range_and_augment_reach_the_train_split_and_the_key(tmp_path):
     assert torch.equal(plain[0]["image"],
                        build_dataset("nyuv2", root, "train", selected_tasks(paper), paper.dataset.input_size)[0]["image"])
     layout = all_shared(3)
-    assert "scale_range" not in model_key(paper, layout)["train"]  # the paper's range: keys as before the option
+    assert model_key(paper, layout)["train"]["scale_range"] == [0.5, 1.5]
     assert model_key(none, layout)["train"]["scale_range"] == [1.0, 1.0]
     assert checkpoint_path(tmp_path, model_key(none, layout)) != checkpoint_path(tmp_path, model_key(paper, layout))
 

@@ -1,6 +1,6 @@
 """The paper-scale path users take on GPUs, run end to end on a few real-format files: the paper's
 DeepLab-ResNet34 at width 1 with 1024-wide heads, the paper's input size and training recipe
-(two iterations), a two-step attack. Slow on 2 CPU cores (docs: README, Tests); marked `slow`."""
+(two iterations), a two-step attack. About 75 s on 2 CPU cores (README, Set up); marked `slow`."""
 import json
 
 import numpy as np

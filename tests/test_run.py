@@ -153,16 +153,21 @@ def test_resume_skips_only_records_made_with_the_same_settings(cache, tmp_path, 
     assert json.loads((job.dir / "record.json").read_text())["config"]["attack"]["steps"] == 1
 
 
-def test_machine_label_names_the_cpu_model_and_threads():
-    import platform
+def test_machine_label_names_the_cpu_model_its_instruction_set_and_threads():
     import torch
 
-    label = records.machine_label(torch.device("cpu"), torch.get_num_threads())
-    cpuinfo = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    names = [l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")]
-    model = names[0] if names else (platform.processor() or platform.machine())
-    assert label == f"cpu: {model}, {torch.get_num_threads()} torch threads"
-    assert records.machine_label(torch.device("cpu")) == f"cpu: {model}"
+    cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
+               "flags\t\t: fpu sse avx avx2\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
+    assert records.cpu_model_from(cpuinfo, "x86_64") == "AMD EPYC 7B13"
+    assert records.cpu_model_from("processor\t: 0\n", "x86_64") == "x86_64"
+    assert records.instruction_set("AVX2", {"avx2"}) == "AVX2"
+    assert records.instruction_set("AVX512", {"avx512f"}) == "AVX-512"
+    assert records.instruction_set("AVX512", {"avx512f", "amx_tile"}) == "AVX-512+AMX"
+    assert records.instruction_set("AVX2", {"avx512f", "amx_tile"}, "AVX2") == "AVX2, oneDNN up to AVX2"
+    assert records.instruction_set("DEFAULT", set()) == "no AVX2"
+    label = records.machine_label(torch.device("cpu"), 3)
+    assert label.startswith("cpu: ") and label.endswith("), 3 torch threads")
+    assert records.machine_label(torch.device("cpu")) == label.removesuffix(", 3 torch threads")
 
 
 def test_results_rows_carry_their_provenance():

@@ -39,16 +39,14 @@ def _model(cfg, tasks, layout):
 
 # ---------------------------------------------------------------- adversarial training: config and cache key
 
-def test_clean_key_is_the_key_from_before_adversarial_training(setup):
+def test_a_clean_key_holds_the_whole_train_config_and_no_adversarial_entry(setup):
     cfg = setup[0]
     layout = all_shared(3)
     key = model_key(cfg, layout)
-    # The formula of the original model_key: the whole train config, no adversarial entry.
-    train = OmegaConf.to_container(cfg.train, resolve=True)
+    # Every training setting but the thread count (resolved into key["env"]), no adversarial entry.
+    train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
     del train["adversarial"]
-    # Options added later are left out at their old behaviour (the paper's step schedule).
-    del train["schedule"], train["warmup"]
-    del train["threads"]  # resolved into key["env"]
+    del train["threads"]
     assert key["env"] == {"device": "cpu", "threads": 1, **floats.key_entry()}
     assert key["train"] == train and "adversarial" not in key
     trained = compose(tiny("train.adversarial.attack=dgba_pgd", cache_dir=cfg.cache_dir))
@@ -69,7 +67,8 @@ def test_clean_key_is_the_key_from_before_adversarial_training(setup):
 @pytest.mark.parametrize("override, message", [
     ("train.adversarial.attack=dgba_pdg", r"not an attack preset; choose one of .*dgba_pgd"),
     ("train.adversarial.attack=weightedtotal_pgd", "weightedtotal needs grid-searched weights"),
-    ("train.adversarial.eps=0", "must be in \\(0, 255\\] pixel units"),
+    ("train.adversarial.eps=0", "train.adversarial.eps=0 trains on clean images"),
+    ("train.adversarial.eps=300", "train.adversarial.eps=300.0: the L-infinity budget is in pixel units out of 255"),
     ("train.adversarial.fat=true", "early-stops PGD; use a \\*_pgd attack"),
 ])
 def test_bad_adversarial_settings_stop_with_the_fix(override, message):

@@ -80,9 +80,22 @@ def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, eps: float) -> None:
         raise RuntimeError(f"attack exceeded eps: |x_adv - x|_inf = {dist:.6g} > {eps:.6g}")
 
 
+def _out_of_memory(err: BaseException) -> str | None:
+    """"GPU" or "CPU" when ``err`` is running out of memory there, else None."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return "GPU"
+    if isinstance(err, MemoryError):
+        return "CPU"
+    text = str(err)
+    if isinstance(err, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text):
+        return "CPU"
+    return None
+
+
 def out_of_memory_hint(setting: str, argument: str):
-    """Decorator: running out of device memory becomes a one-line RuntimeError naming the batch
+    """Decorator: running out of memory (GPU or CPU) becomes a one-line UserError naming the batch
     size setting to lower and its current value (read from the call's `argument`, e.g. "cfg.batch_size")."""
+    from .errors import UserError
 
     def wrap(fn):
         signature = inspect.signature(fn)
@@ -91,12 +104,15 @@ def out_of_memory_hint(setting: str, argument: str):
         def guarded(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except torch.OutOfMemoryError as err:
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+                where = _out_of_memory(err)
+                if where is None:
+                    raise
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
                 name, _, attr = argument.partition(".")
                 value = getattr(bound.arguments[name], attr) if attr else bound.arguments[name]
-                raise RuntimeError(f"out of GPU memory at {setting}={value}; lower {setting} "
-                                   f"(e.g. {setting}={max(1, int(value) // 2)})") from err
+                raise UserError(f"out of {where} memory at {setting}={value}; lower {setting} "
+                                f"(e.g. {setting}={max(1, int(value) // 2)}) or dataset.input_size") from None
         return guarded
     return wrap

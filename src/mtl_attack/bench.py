@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .attacks import build_attack
+from .attacks import DGBA, Total, build_attack, preset_name
 from .attacks.attack import as_precision, compile_model, eval_mode, execution
 from .attacks.build import OPTIMIZERS
 from .attacks.config import Precision
@@ -46,17 +46,14 @@ from .data.registry import config_tasks
 from .models.layout import all_shared, independent, layout_by_index
 from .models.tree import TreeMTLModel
 from .records import machine_label
-from .scores import arp
 
-__all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_table", "relative_difference",
-           "arp_agreement", "arp_check", "write_json", "ARP_TOLERANCE"]
+__all__ = ["BenchSpec", "row_specs", "synthetic_batch", "run_bench", "format_table", "write_json"]
 
 SCHEMA_VERSION = 1
-# Reduced precision is a default only if its ARP is within this fraction of fp32's.
-ARP_TOLERANCE = 0.02
 # The speed targets (GPU ones apply on an H100/H200; the CPU one to the quick run).
 TARGETS = {"dgba_vs_bare": 0.90, "fused_vs_per_task": 1.25, "best_vs_tf32": 1.8, "cpu_quick_attack_vs_bare": 0.80}
-OBJECTIVES = ("total", "dgba")
+# The objectives benchmarked: the paper's baseline and its method.
+OBJECTIVES = (Total.name, DGBA.name)
 
 
 @dataclass
@@ -117,7 +114,7 @@ def row_specs(optimizers: Sequence[str]) -> list[dict]:
     if "pgd" not in optimizers:
         pairs.append(("pgd", "dgba"))
     for opt, obj in pairs:
-        rows.append({"row": f"{obj}_{opt}", "kind": "attack", "optimizer": opt, "objective": obj, "fused": True})
+        rows.append({"row": preset_name(obj, opt), "kind": "attack", "optimizer": opt, "objective": obj, "fused": True})
     rows.append({"row": "dgba_pgd_per_task", "kind": "attack", "optimizer": "pgd", "objective": "dgba",
                  "fused": False})
     return rows
@@ -545,80 +542,9 @@ def format_table(result: dict) -> str:
         for p, e in a["precisions"].items():
             rel = "reference" if p == "fp32" else (f"{e['rel_diff'] * 100:+.2f}% "
                                                    f"({'within' if e['ok'] else 'OUTSIDE'} "
-                                                   f"{ARP_TOLERANCE * 100:g}%)")
+                                                   f"{a['tolerance'] * 100:g}%)")
             lines.append(f"  {p:<5} ARP {e['arp']:.3f}  {rel}  attack {e['attack_s']:.1f} s")
     return "\n".join(lines)
-
-
-def relative_difference(reference: float, other: float) -> float:
-    """(other - reference) / |reference|: a reduced precision's ARP against fp32's (a fraction)."""
-    if not math.isfinite(reference) or not math.isfinite(other):
-        raise ValueError(f"ARP values must be finite, got {reference} and {other}")
-    if reference == 0:
-        raise ValueError("the fp32 ARP is 0, so a relative difference is undefined; "
-                         "attack more images or with a larger eps")
-    return (other - reference) / abs(reference)
-
-
-def arp_agreement(clean, attacked_ref, attacked_other, tasks, tol: float = ARP_TOLERANCE) -> dict:
-    """Does an attack at reduced precision score the ARP of fp32's on the same images and model?
-
-    clean, attacked_ref (fp32), attacked_other: {task: {metric: value}}; tasks: Task objects or
-    {task: {metric: higher_is_better}}. Returns {"arp_ref", "arp_other", "rel_diff", "ok"} with
-    ok = |rel_diff| <= tol (ARP in percent as scores.arp; rel_diff a fraction).
-    """
-    ref, _ = arp(clean, attacked_ref, tasks)
-    other, _ = arp(clean, attacked_other, tasks)
-    rel = relative_difference(ref, other)
-    return {"arp_ref": ref, "arp_other": other, "rel_diff": rel, "ok": abs(rel) <= tol}
-
-
-def arp_check(overrides: Sequence[str], precisions: Sequence[str], images: int, device: str = "auto",
-              progress: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """ARP of the configured job's attack at each precision on its first `images` test images.
-
-    overrides: Hydra overrides of the job (dataset, backbone, layout, attack, eps, ...); the model
-    comes from the cache or is trained once, as run.py does. fp32 is always measured (the reference).
-    Returns {"attack", "eps", "images", "model", "device", "precisions": {p: {"arp", "per_task",
-    "attack_s", "rel_diff", "ok"}}}.
-    """
-    from torch.utils.data import Subset
-
-    from .attacks import build_attack_from_config
-    from .config import compose
-    from .evaluation import evaluate
-    from .parts import prepare
-
-    log = log or (lambda msg: None)
-    if images < 1:
-        raise ValueError(f"--arp-images must be >= 1, got {images}")
-    cfg = compose(list(overrides))
-    dev = _device(device)
-    parts = prepare(cfg, dev, progress=progress)
-    model, tasks, layout = parts.model, parts.tasks, parts.layout
-    subset = Subset(parts.test, range(min(images, len(parts.test))))
-    eps = eps_to_unit(cfg.eps)
-    order = ["fp32"] + [as_precision(p).value for p in precisions if as_precision(p) is not Precision.fp32]
-    results, clean = {}, None
-    for p in dict.fromkeys(order):
-        acfg = cfg.attack.copy()
-        acfg.precision = p
-        res = evaluate(model, subset, tasks, dev, batch_size=cfg.dataset.eval_batch_size,
-                       attack=build_attack_from_config(acfg, eps=eps), progress=progress)
-        clean = clean or res["clean"]
-        overall, per_task = arp(res["clean"], res["attacked"], tasks)
-        results[p] = {"arp": overall, "per_task": per_task, "attack_s": res["timings"]["attack_s"],
-                      "attacked": res["attacked"]}
-        log(f"  ARP {p}: {overall:.3f} ({res['timings']['attack_s']:.1f} s attacking)")
-    reference = results["fp32"]["attacked"]
-    for e in results.values():
-        agreement = arp_agreement(clean, reference, e.pop("attacked"), tasks)
-        e["rel_diff"], e["ok"] = agreement["rel_diff"], agreement["ok"]
-    a = cfg.attack
-    name = f"{a.objective.value}_{a.optimizer.value}"
-    return {"attack": name, "steps": a.steps, "eps": float(cfg.eps), "images": len(subset),
-            "model": f"{cfg.dataset.name} {cfg.backbone.name.value} heads {cfg.backbone.head_width} {layout}",
-            "device": machine_label(dev, torch.get_num_threads()), "overrides": list(overrides), "precisions": results}
 
 
 def write_json(result: dict, path: str | Path) -> Path:

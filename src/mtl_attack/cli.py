@@ -112,7 +112,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import BenchSpec, arp_check, format_table, run_bench, write_json
+    from .bench import BenchSpec, format_table, run_bench, write_json
+    from .precision_check import arp_check
 
     on_off = {"off": [False], "on": [True], "both": [False, True]}
     spec = BenchSpec(dataset=args.dataset, size=args.size, backbone=args.backbone, width=args.width,
@@ -147,6 +148,7 @@ def _cmd_check_default(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .attacks.build import OPTIMIZERS
     from .attacks.config import Precision
+    from .bench import BenchSpec
     from .config import BackboneName
     from .data.registry import dataset_config_names
 
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     exa = sub.add_parser("examples", help="the paper's Figure 7: adversarial images and every task's "
                                           "prediction for chosen test images, attacks by eps")
     exa.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model is attacked")
-    exa.add_argument("--out", default="examples", help="output folder (default ./examples)")
+    exa.add_argument("--out", default="figure7", help="output folder (default ./figure7)")
     exa.add_argument("--images", type=int, nargs="+", default=[0], metavar="I", help="test image indexes (default 0)")
     exa.add_argument("--attacks", nargs="+", metavar="PRESET",
                      help="attack presets (default: Single-x for each task, Total and DGBA with the job's optimizer)")
@@ -219,26 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Times the bare forward, the bare step and every optimizer with Total and "
                                      "DGBA (and DGBA with one backward per task) at each precision, memory "
                                      "format and compile setting; defaults are paper-shaped (docs/performance.md).")
+    spec = BenchSpec()  # the one source of the benchmark's defaults
     ben.add_argument("overrides", nargs="*", help="Hydra overrides of the job whose model --arp attacks")
-    ben.add_argument("--dataset", default="nyuv2", choices=datasets, help="a dataset= option: tasks and their shapes")
-    ben.add_argument("--size", type=int, default=321, help="square input side in pixels (paper: 321)")
-    ben.add_argument("--backbone", default="resnet34", choices=backbones)
-    ben.add_argument("--width", type=float, default=1.0, help="backbone channel scale (1.0 = the paper's)")
-    ben.add_argument("--head-width", type=int, default=1024, help="ASPP head width (paper: 1024)")
-    ben.add_argument("--layout", nargs="+", default=["all_shared", "independent"], metavar="LAYOUT",
+    ben.add_argument("--dataset", default=spec.dataset, choices=datasets, help="a dataset= option: tasks and their shapes")
+    ben.add_argument("--size", type=int, default=spec.size, help="square input side in pixels (paper: 321)")
+    ben.add_argument("--backbone", default=spec.backbone, choices=backbones)
+    ben.add_argument("--width", type=float, default=spec.width, help="backbone channel scale (1.0 = the paper's)")
+    ben.add_argument("--head-width", type=int, default=spec.head_width, help="ASPP head width (paper: 1024)")
+    ben.add_argument("--layout", nargs="+", default=spec.layouts, metavar="LAYOUT",
                      help="all_shared, independent or layout indexes (default: all_shared independent)")
-    ben.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    ben.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
-    ben.add_argument("--precisions", nargs="+", default=precisions, choices=precisions)
+    ben.add_argument("--batch", type=int, default=spec.batch, help=f"images per batch (default {spec.batch})")
+    ben.add_argument("--device", default=spec.device, help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+    ben.add_argument("--precisions", nargs="+", default=spec.precisions, choices=precisions)
     ben.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
     ben.add_argument("--compile", default="both", choices=["off", "on", "both"], help="torch.compile the model")
-    ben.add_argument("--optimizers", nargs="*", default=optimizers, choices=optimizers,
+    ben.add_argument("--optimizers", nargs="*", default=spec.optimizers, choices=optimizers,
                      help="none: the bare rows only")
-    ben.add_argument("--steps", type=int, default=10, help="attack steps (and bare steps per timed run)")
-    ben.add_argument("--repeats", type=int, default=3, help="timed runs per row; the median is reported")
-    ben.add_argument("--warmup", type=int, default=1, help="untimed runs of every row first (default 1)")
-    ben.add_argument("--eps", type=float, default=4.0, help="budget in pixel units out of 255 (default 4)")
-    ben.add_argument("--seed", type=int, default=0, help="seed of the model's init and the batch")
+    ben.add_argument("--steps", type=int, default=spec.steps, help="attack steps (and bare steps per timed run)")
+    ben.add_argument("--repeats", type=int, default=spec.repeats, help="timed runs per row; the median is reported")
+    ben.add_argument("--warmup", type=int, default=spec.warmup, help=f"untimed runs of every row first (default {spec.warmup})")
+    ben.add_argument("--eps", type=float, default=spec.eps, help=f"budget in pixel units out of 255 (default {spec.eps:g})")
+    ben.add_argument("--seed", type=int, default=spec.seed, help="seed of the model's init and the batch")
     ben.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 makes CPU time a clean measure)")
     ben.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ben.add_argument("--arp", action="store_true",

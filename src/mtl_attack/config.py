@@ -11,6 +11,8 @@ not repeated in YAML unless an option changes it.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
@@ -20,6 +22,7 @@ from omegaconf import MISSING
 
 from .attacks.config import AttackConfig
 from .data.formats import FORMATS
+from .errors import UserError
 from .paths import conf_dir  # noqa: F401  (re-exported: the CLI and tests take it from here)
 from .tasks import TASK_KINDS
 
@@ -263,6 +266,22 @@ class Config:
     device: str = "auto"
 
 
+# Budgets above this many pixel units (out of 255) are allowed but warned about: the paper
+# sweeps 1-16, and 64/255 already changes an image visibly.
+EPS_WARN = 64.0
+
+
+def check_eps(eps, key: str = "eps") -> float:
+    """The budget in pixel units (out of 255): finite and in [0, 255]; warns above EPS_WARN."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 255:
+        raise UserError(f"{key}={eps}: the L-infinity budget is in pixel units out of 255 and must be a "
+                        "finite number from 0 to 255 (eps=4 means 4/255)")
+    if eps > EPS_WARN:
+        print(f"warning: {key}={eps:g} pixel units is far above the paper's budgets (1 to 16); "
+              "eps=4 means 4/255", file=sys.stderr)
+    return float(eps)
+
+
 def eps_to_unit(eps_pixels: float) -> float:
     """A config budget in pixel units out of 255 (eps=4) as the attacks take it, in [0,1] image units."""
     return float(eps_pixels) / 255.0
@@ -334,3 +353,39 @@ def compose(overrides: list[str] | None = None, return_hydra_config: bool = Fals
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides or []),
                              return_hydra_config=return_hydra_config)
+
+
+def _prefix(override) -> str:
+    from hydra.core.override_parser.types import OverrideType
+
+    return {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}.get(override.type, "")
+
+
+def check_command_line(args: list[str]) -> None:
+    """Compose the config of a command line's overrides before Hydra does, so a wrong type or an
+    unknown choice stops with one line (a UserError) instead of Hydra's message. A sweep's values
+    are tried one at a time, each beside the first value of the other sweeps; Hydra's own
+    settings (hydra.*) and flags are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import one_line
+
+    lines = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except HydraException as err:
+        raise UserError(one_line(err)) from None
+    options = [[o.input_line] if not o.is_sweep_override() else
+               [f"{_prefix(o)}{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    firsts = [opts[0] for opts in options]
+    trials = [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, opts in enumerate(options) for v in opts[1:]]
+    for trial in trials:
+        try:
+            compose(trial)
+        except (HydraException, OmegaConfBaseException) as err:
+            cause = err.__cause__ or err
+            words = one_line(cause).split(" full_key:")[0].split(" Config search path:")[0]
+            bad = next((t for t in trial if t.split("=")[0].lstrip("+~") in one_line(err)), None)
+            raise UserError(f"{bad}: {words}" if bad and not words.startswith(bad) else words) from None

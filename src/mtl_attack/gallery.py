@@ -20,7 +20,13 @@ DEFAULT_EPS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)  # pixel units out of 255, the pap
 
 def default_attacks(task_names: Sequence[str], optimizer: str) -> list[str]:
     """Single-x for each task, Total and DGBA, all with `optimizer` (the paper's Figure 7 set)."""
-    return [f"single_{t}_{optimizer}" for t in task_names] + [f"total_{optimizer}", f"dgba_{optimizer}"]
+    from .attacks import DGBA, OPTIMIZERS, SingleTask, Total, preset_name
+
+    if optimizer not in OPTIMIZERS:  # the ensemble is a whole attack, not an optimizer to pair with these
+        raise UserError(f"the default attacks pair one optimizer with Single-x, Total and DGBA, and "
+                        f"{optimizer!r} is none of {', '.join(OPTIMIZERS)}; name the attacks to show")
+    return ([preset_name(SingleTask.name, optimizer, t) for t in task_names]
+            + [preset_name(Total.name, optimizer), preset_name(DGBA.name, optimizer)])
 
 
 def _attack_cfg(cfg, name: str, presets: dict):
@@ -88,7 +94,8 @@ def gallery(cfg, images: Sequence[int], attacks: Sequence[str] | None = None,
         cells, row_titles = [], []
         for name in attacks:
             cells.append([image_picture(x[b])] + [image_picture(xa[b]) for xa, _ in results[name]])
-            row_titles.append(f"{name}\nimage")
+            head, _, opt = name.rpartition("_")
+            row_titles.append(f"{head.replace('_', chr(10), 1)}\n{opt}")
             for t in tasks:
                 cells.append([task_picture(t.kind, *truth[t.name], scale[t.name])]
                              + [task_picture(t.kind, up(o[t.name][b].cpu()), None, scale[t.name])

@@ -75,7 +75,7 @@ def measure(cfg, progress: bool = True) -> dict:
     """
     from torch.utils.data import DataLoader
 
-    from .attacks import build_attack_from_config
+    from .attacks import build_attack_from_config, preset_name
     from .batches import attack_inputs, to_device
     from .config import eps_to_unit
     from .parts import prepare
@@ -98,7 +98,7 @@ def measure(cfg, progress: bool = True) -> dict:
     a = cfg.attack
     job = {"dataset": cfg.dataset.name, "tasks": [t.name for t in parts.tasks],
            "model": str(parts.layout) if parts.layout is not None else cfg.model.get("_target_"),
-           "attack": f"{a.objective.value}_{a.optimizer.value}", "eps": float(cfg.eps),
+           "attack": preset_name(a.objective.value, a.optimizer.value, a.target_task), "eps": float(cfg.eps),
            "images": int(per_image["ratio"].size), "seed": int(cfg.seed)}
     return {"per_image": per_image, "summary": summarize_ratio(per_image["ratio"]), "job": job}
 

@@ -111,10 +111,16 @@ def summary_items(record: Mapping) -> dict[str, Any]:
 
 
 def relative_change(clean: float | None, attacked: float | None) -> float | None:
-    """(attacked - clean) / |clean| as a fraction (-0.75 = fell by 75 %); None when undefined."""
-    if clean is None or attacked is None or clean == 0:
+    """:func:`mtl_attack.scores.relative_change` of a table row; None when undefined (a missing
+    value, a clean value of 0)."""
+    from .scores import relative_change as change
+
+    if clean is None or attacked is None:
         return None
-    return (attacked - clean) / abs(clean)
+    try:
+        return change(clean, attacked)
+    except ValueError:
+        return None
 
 
 def metric_rows(

@@ -1,4 +1,4 @@
-"""One job, as data flowing through small modules (see README, Architecture).
+"""One job, as data flowing through small modules (docs/architecture.md).
 
     data -> tasks -> layout -> model (train or load) -> clean + attacked evaluation
          -> ARP -> record (JSON in the job folder, results table) -> logger (W&B or none)
@@ -17,10 +17,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import atomic, floats, records, stats
-from .attacks import build_attack_from_config
-from .attacks.presets import ENSEMBLE
+from .attacks import OBJECTIVES, build_attack_from_config
+from .attacks.presets import ENSEMBLE, preset_name
 from .baselines import ConstantModel, constant_predictions
-from .config import eps_to_unit
 from .evaluation import evaluate
 from .models.build import layout_size, resolve_surrogate
 from .models.custom import custom_entry
@@ -104,10 +103,7 @@ def _new_record(cfg: DictConfig, job: Job) -> dict:
 def attack_name(cfg: DictConfig) -> str:
     """The attack's preset-style name, e.g. dgba_apgd or single_normal_pgd."""
     a = cfg.attack
-    opt, obj = a.optimizer.value, a.objective.value
-    if opt == ENSEMBLE:
-        return ENSEMBLE
-    return f"single_{a.target_task}_{opt}" if obj == "single" and a.target_task else f"{obj}_{opt}"
+    return preset_name(a.objective.value, a.optimizer.value, a.target_task)
 
 
 def model_label(layout: Layout) -> str:
@@ -196,6 +192,7 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True, checke
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
 
+    checked = checked or preflight(cfg)
     parts = prepare(cfg, device, progress=progress, with_model=False, checked=checked)
     tasks = parts.tasks
     timings["data_s"] = time.perf_counter() - start
@@ -214,10 +211,10 @@ def execute(cfg: DictConfig, device: torch.device, progress: bool = True, checke
         timings["surrogate_model_s"] = time.perf_counter() - t0
     crafting = surrogate if surrogate is not None else model
 
-    eps = eps_to_unit(cfg.eps)
-    if cfg.attack.objective.value == "weightedtotal" and not cfg.attack.weights:
+    eps = checked.eps
+    if OBJECTIVES[cfg.attack.objective.value].needs_weights and not cfg.attack.weights:
         t0 = time.perf_counter()
-        weights, table = calibrate_weights(cfg, crafting, parts.plain_train, tasks, device, progress)
+        weights, table = calibrate_weights(cfg, crafting, parts.plain_train, tasks, device, eps, progress)
         timings["weight_search_s"] = time.perf_counter() - t0
         fields["weight_search"] = {"images": cfg.calibration_images, "split": "train (no augmentation)",
                                    "best": weights, "grid": table}
@@ -267,7 +264,7 @@ def _stats_entry(image_stats: dict, tasks, overall: float, per_task: dict) -> di
                     "per_task": {t: [per_task[t], c.lo, c.hi] for t, c in ci["per_task"].items()}}}
 
 
-def calibrate_weights(cfg: DictConfig, model, plain_train, tasks, device: torch.device,
+def calibrate_weights(cfg: DictConfig, model, plain_train, tasks, device: torch.device, eps: float,
                       progress: bool = True) -> tuple[dict[str, float], list[dict]]:
     """WeightedTotal's weights by grid search (paper Table 16): the simplex point whose
     attack has the highest ARP on the first `calibration_images` images of `plain_train`.
@@ -279,7 +276,6 @@ def calibrate_weights(cfg: DictConfig, model, plain_train, tasks, device: torch.
     from .attacks import grid_search_weights, weights_by_task
     calib = Subset(plain_train, range(min(cfg.calibration_images, len(plain_train))))
     names = [t.name for t in tasks]
-    eps = eps_to_unit(cfg.eps)
 
     def evaluate_arp(w: tuple[float, ...]) -> float:
         acfg = cfg.attack.copy()

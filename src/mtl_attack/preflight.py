@@ -9,31 +9,30 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from .config import EPS_WARN, check_eps  # noqa: F401  (re-exported: the job's checks in one place)
 from .errors import UserError, as_user_error
 
 __all__ = ["Checked", "preflight", "check_eps", "check_device", "check_writable", "EPS_WARN"]
 
-# Budgets above this many pixel units (out of 255) are allowed but warned about: the paper
-# sweeps 1-16, and 64/255 already changes an image visibly.
-EPS_WARN = 64.0
 
 
 @dataclass
 class Checked:
-    """What the checks resolved: the torch device, the dataset's task names, the TreeMTL layout
-    (None for a user's network) and the user's network as built (untrained; None for TreeMTL)."""
+    """What the checks resolved: the torch device, the job's task names, the TreeMTL layout
+    (None for a user's network), the user's network as built (untrained; None for TreeMTL) and
+    the budget eps in [0,1] image units (checked and converted here, once, for the whole job)."""
 
     device: torch.device
     task_names: list
     layout: object
     model: object = None
+    eps: float = 0.0
 
 
 def _whole(key: str, value, minimum: int = 1) -> int:
@@ -56,17 +55,6 @@ def check_scale_range(value, key: str = "train.scale_range") -> tuple[float, flo
         raise UserError(f"{key}={list(value)} must be two scales 0 < low <= high (1 = the stored scale; "
                         "the paper's [0.5, 1.5], [1.0, 1.0] for none)")
     return float(value[0]), float(value[1])
-
-
-def check_eps(eps, key: str = "eps") -> float:
-    """The budget in pixel units (out of 255): finite and in [0, 255]; warns above EPS_WARN."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 255:
-        raise UserError(f"{key}={eps}: the L-infinity budget is in pixel units out of 255 and must be a "
-                        f"finite number from 0 to 255 (eps=4 means 4/255)")
-    if eps > EPS_WARN:
-        print(f"warning: {key}={eps:g} pixel units is far above the paper's budgets (1 to 16); "
-              "eps=4 means 4/255", file=sys.stderr)
-    return float(eps)
 
 
 def check_device(name: str) -> torch.device:
@@ -93,16 +81,77 @@ def check_device(name: str) -> torch.device:
 
 
 def check_writable(key: str, path: str | os.PathLike) -> Path:
-    """`path` can be made and written: its nearest existing ancestor is a writable folder. Writes nothing."""
+    """`path` can be made and written: the missing folders are made, a probe file is written in
+    the target and removed, and the folders made here are removed again, so the check leaves
+    nothing behind. Permission bits alone cannot tell (root may write anywhere by them, yet not
+    into /proc or a read-only mount), so the check writes."""
+    import tempfile
+
     target = Path(path).expanduser().absolute()
     probe = target
+    missing = []
     while not probe.exists():
+        missing.append(probe)
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{key}={path}: {probe} is a file, not a folder; point {key} at a folder you can write")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={path}: {probe} is not writable; point {key} at a folder you can write")
+    made = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(f"{key}={path}: cannot write there ({reason}); point {key} at a folder you can write") from None
+    finally:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # another process put something there meanwhile: keep it
     return target
+
+
+# Bytes per pixel the renderer holds for one scene (rays, hits, normals, depth, colour, maps in float64).
+RENDER_BYTES_PER_PIXEL = 400
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:,.1f} GB"
+
+
+def _check_memory(cfg: DictConfig) -> None:
+    """Refuse sizes that cannot fit in memory before any work, saying what they would need: one
+    batch of input images alone (float32, 3 x S x S each; the network's activations need many
+    times more), and one rendered scene of a synthetic dataset."""
+    total = memory_bytes()
+    if total is None:
+        return
+    ds = cfg.dataset
+    size = ds.input_size
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        batch = max(cfg.train.batch_size, ds.eval_batch_size)
+        need = batch * 3 * size * size * 4
+        if need > total:
+            raise UserError(f"dataset.input_size={size} needs {_gb(need)} for one batch of {batch} input images "
+                            f"(float32, 3x{size}x{size}) before any activation, and this machine has {_gb(total)}; "
+                            "give a smaller dataset.input_size")
+    if ds.synthetic is not None:
+        need = ds.synthetic.height * ds.synthetic.width * RENDER_BYTES_PER_PIXEL
+        if need > total:
+            raise UserError(f"dataset.synthetic.height x width = {ds.synthetic.height}x{ds.synthetic.width} needs "
+                            f"about {_gb(need)} to render one scene and this machine has {_gb(total)}; "
+                            "give smaller dataset.synthetic.height and width")
 
 
 def _check_sizes(cfg: DictConfig) -> None:
@@ -123,6 +172,7 @@ def _check_sizes(cfg: DictConfig) -> None:
             _whole(f"dataset.synthetic.{name}", ds.synthetic[name])
         for name in ("height", "width"):
             _whole(f"dataset.synthetic.{name}", ds.synthetic[name], 8)
+    _check_memory(cfg)
 
 
 def _check_model_shape(cfg: DictConfig, tasks) -> None:
@@ -141,25 +191,24 @@ def _check_model_shape(cfg: DictConfig, tasks) -> None:
                         f"input/{smallest // 2} pixels, so give dataset.input_size={smallest} or more")
 
 
-def _check_attack(cfg: DictConfig, names: list) -> None:
-    from .attacks import build_attack_from_config
-    from .config import eps_to_unit
+def _check_attack(cfg: DictConfig, names: list, eps: float) -> None:
+    from .attacks import OBJECTIVES, PGD, SingleTask, build_attack_from_config, preset_name
 
     a = cfg.attack
     if a.target_task is not None and a.target_task not in names:
         raise UserError(f"attack.target_task={a.target_task} is not a task of {cfg.dataset.name}; choose one "
-                        f"of {', '.join(names)} (e.g. attack=single_{names[0]}_pgd)")
+                        f"of {', '.join(names)} (e.g. attack={preset_name(SingleTask.name, PGD.name, names[0])})")
     if a.weights:
         if sorted(a.weights) != sorted(names):
             raise UserError(f"attack.weights names {sorted(a.weights)}; give one weight for each task of "
                             f"{cfg.dataset.name}: {', '.join(names)}")
     _whole("attack.steps", a.steps)
     _whole("attack.restarts", a.restarts)
-    if a.objective.value == "weightedtotal" and not a.weights:
+    if OBJECTIVES[a.objective.value].needs_weights and not a.weights:
         a = a.copy()  # the job grid-searches the weights; any valid ones check the rest
         a.weights = {n: 1.0 for n in names}
     try:
-        attack = build_attack_from_config(a, eps=eps_to_unit(cfg.eps))
+        attack = build_attack_from_config(a, eps=eps)
         if getattr(attack, "is_ensemble", False):
             attack.members(names)  # every member named and buildable for these tasks
     except ValueError as err:
@@ -245,13 +294,16 @@ def _check_logger(cfg: DictConfig) -> None:
 def preflight(cfg: DictConfig) -> Checked:
     """Check a composed job config and what it names on disk; returns the resolved parts.
 
-    Cheap (seconds): no data are rendered, no model is trained and nothing is written.
+    Cheap (seconds): no data are rendered, no model is trained and nothing is left written (the
+    cache_dir check writes a probe file and removes it).
     Raises UserError (one line) on the first problem found.
     """
     from .data.build import check_files
     from .data.registry import make_tasks, selected_tasks
 
-    check_eps(cfg.eps)
+    from .config import eps_to_unit
+
+    eps = eps_to_unit(check_eps(cfg.eps))
     device = check_device(cfg.device)
     _check_sizes(cfg)
     try:
@@ -267,10 +319,10 @@ def preflight(cfg: DictConfig) -> Checked:
     else:
         _check_model_shape(cfg, tasks)
         layout = _check_layouts(cfg, len(tasks))
-    _check_attack(cfg, names)
+    _check_attack(cfg, names, eps)
     _check_training(cfg, names)
     check_writable("cache_dir", cfg.cache_dir)
     model = _check_custom(cfg, tasks) if custom else _check_checkpoint(cfg, layout, tasks)
     _check_logger(cfg)
     check_files(cfg.dataset, specs)
-    return Checked(device, names, layout, model)
+    return Checked(device, names, layout, model, eps)

@@ -56,30 +56,55 @@ def code_version() -> dict:
     return info
 
 
+def cpu_model_from(cpuinfo: str, fallback: str) -> str:
+    """The first "model name" of a /proc/cpuinfo text, or `fallback` when it has none."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return fallback
+
+
+def instruction_set(capability: str, cpu_flags: set[str], onednn_max: str | None = None) -> str:
+    """The vector instruction set torch computes with, in words: torch's CPU capability
+    ("AVX512" -> "AVX-512", "AVX2", "DEFAULT" -> "no AVX2"), "+AMX" when the CPU has AMX tiles
+    and oneDNN is not held below them, and oneDNN's cap when ONEDNN_MAX_CPU_ISA sets one."""
+    isa = {"AVX512": "AVX-512", "AVX2": "AVX2", "DEFAULT": "no AVX2"}.get(capability.upper(), capability)
+    if "amx_tile" in cpu_flags and capability.upper() == "AVX512" and not onednn_max:
+        isa += "+AMX"
+    if onednn_max:
+        isa += f", oneDNN up to {onednn_max}"
+    return isa
+
+
 @functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one); read once per process."""
+def _cpu() -> tuple[str, str]:
+    """(model name, instruction set) of this process's CPU; read once per process."""
+    import os
+
+    import torch
+
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        text = ""
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set())
+    isa = instruction_set(torch.backends.cpu.get_cpu_capability(), flags, os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return cpu_model_from(text, platform.processor() or platform.machine()), isa
 
 
 def machine_label(device, threads: int | None = None) -> str:
-    """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model>", on the CPU followed by
-    ", <threads> torch threads" when ``threads`` is given.
+    """The machine in words: "cuda: <GPU name>" or "cpu: <CPU model> (<instruction set>)", on the
+    CPU followed by ", <threads> torch threads" when ``threads`` is given.
 
-    Part of every record's provenance: trained weights differ between CPU models
-    (their kernels round differently), not only between devices.
+    Part of every record's provenance: trained weights and speed differ between CPU models and
+    instruction sets (their kernels round differently), not only between devices.
     """
     import torch
 
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"{device.type}: {_cpu_model()}" + ("" if threads is None else f", {threads} torch threads")
+    model, isa = _cpu()
+    return f"{device.type}: {model} ({isa})" + ("" if threads is None else f", {threads} torch threads")
 
 
 def package_versions() -> dict:

@@ -15,12 +15,23 @@ __all__ = ["relative_drop", "arp", "below_trivial", "transferability", "spearman
 Metrics = Mapping[str, Mapping[str, float]]
 
 
+def relative_change(reference: float, value: float) -> float:
+    """``(value - reference) / |reference|`` as a fraction (-0.75 = fell by 75 %): the one relative
+    change of the package (ARP's terms, the W&B table, precision against fp32). ValueError when
+    either is not finite or the reference is 0."""
+    if not math.isfinite(reference) or not math.isfinite(value):
+        raise ValueError(f"a relative change needs finite values, got {reference} and {value}")
+    if reference == 0:
+        raise ValueError("a relative change from 0 is undefined")
+    return (value - reference) / abs(reference)
+
+
 def relative_drop(clean: float, attacked: float, higher_is_better: bool) -> float:
-    """Signed relative performance loss ``(-1)^l (attacked - clean) / clean`` (a fraction).
+    """Signed relative performance loss ``(-1)^l (attacked - clean) / |clean|`` (a fraction).
 
     l = 1 when higher is better. Positive = performance lost. ``clean`` must be non-zero.
     """
-    change = (attacked - clean) / clean
+    change = relative_change(clean, attacked)
     return -change if higher_is_better else change
 
 

@@ -15,10 +15,9 @@ from torch.utils.data import DataLoader
 from . import floats, records
 from .batches import out_of_memory_hint, to_device
 from .cache import build_once, content_key
-from .config import eps_to_unit
-from .data.datasets import SCALE_RANGE
+from .config import check_eps, eps_to_unit
 from .data.formats import get_format
-from .data.registry import selected_tasks
+from .data.registry import selected_tasks, task_names as declared_task_names
 from .errors import UserError
 from .models.build import MODEL_VERSION
 
@@ -81,14 +80,14 @@ def train_model(model, dataset, tasks, cfg: DictConfig, device: torch.device, se
     if adv is not None:
         attack = _training_attack(adv, [t.name for t in tasks])
     torch.manual_seed(seed)
-    fmt = torch.channels_last if cfg.get("channels_last", False) else torch.contiguous_format
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device, memory_format=fmt).train()
     # The fused kernel updates every parameter in one pass (5x faster than the per-tensor loop on CPUs).
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                            fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(
-        lr_factor, schedule=cfg.get("schedule", "step"), iterations=cfg.iterations, step=cfg.lr_step,
-        gamma=cfg.lr_gamma, warmup=cfg.get("warmup", 0)))
+        lr_factor, schedule=cfg.schedule.value, iterations=cfg.iterations, step=cfg.lr_step,
+        gamma=cfg.lr_gamma, warmup=cfg.warmup))
     recent: list[dict] = []
     recent_adv: list[dict] = []
     attack_s, attack_steps = 0.0, []
@@ -144,33 +143,34 @@ def adversarial_settings(train_cfg) -> dict | None:
     "fat_tau" and "fat_threshold" when fat is on: exactly what enters the model's cache key.
     Raises ValueError naming the valid presets for an unknown attack.
     """
-    from .attacks import preset_configs
+    from .attacks import OBJECTIVES, preset_configs
 
-    adv = train_cfg.get("adversarial") if hasattr(train_cfg, "get") else None
-    if adv is None or adv.get("attack") is None:
+    adv = train_cfg.adversarial
+    if adv.attack is None:
         return None
-    name = str(adv.get("attack"))
-    presets = preset_configs()
+    name = str(adv.attack)
+    presets = preset_configs(declared_task_names())
     if name not in presets:
         raise ValueError(f"train.adversarial.attack={name!r} is not an attack preset; choose one of "
                          f"{', '.join(sorted(presets))} (or null for clean training)")
-    if presets[name]["objective"] == "weightedtotal":
+    if OBJECTIVES[presets[name]["objective"]].needs_weights:
         raise ValueError("train.adversarial.attack: weightedtotal needs grid-searched weights per model; "
                          "adversarially train with total, dgba or single_<task> instead")
-    eps, steps = float(adv.get("eps", 8.0)), int(adv.get("steps", 10))
-    if not 0 < eps <= 255:
-        raise ValueError(f"train.adversarial.eps={eps} must be in (0, 255] pixel units (8 means 8/255)")
+    eps, steps = check_eps(adv.eps, "train.adversarial.eps"), int(adv.steps)
+    if eps == 0:
+        raise ValueError("train.adversarial.eps=0 trains on clean images; give a budget > 0 (8 means 8/255) "
+                         "or train.adversarial.attack=null")
     if steps < 1:
         raise ValueError(f"train.adversarial.steps={steps} must be >= 1")
     out = {"attack": name, "eps": eps, "steps": 1 if presets[name]["optimizer"] == "fgsm" else steps,
-           "clean_step": bool(adv.get("clean_step", True)), "fat": bool(adv.get("fat", False))}
+           "clean_step": bool(adv.clean_step), "fat": bool(adv.fat)}
     if out["fat"]:
         if presets[name]["optimizer"] != "pgd":
             raise ValueError(f"train.adversarial.fat=true early-stops PGD; use a *_pgd attack, not {name!r}")
-        tau = int(adv.get("fat_tau", 0))
+        tau = int(adv.fat_tau)
         if tau < 0:
             raise ValueError(f"train.adversarial.fat_tau={tau} must be >= 0")
-        out.update(fat_tau=tau, fat_threshold=float(adv.get("fat_threshold", 0.5)))
+        out.update(fat_tau=tau, fat_threshold=float(adv.fat_threshold))
     return out
 
 
@@ -179,7 +179,7 @@ def _training_attack(adv: dict, task_names: list[str]):
     with fat on, its PGD is FAT's early-stopped PGD. The attack holds eps ([0,1] units) as attack.eps."""
     from .attacks import EarlyStop, build_attack, preset_configs
 
-    preset = preset_configs()[adv["attack"]]
+    preset = preset_configs(dict.fromkeys([*declared_task_names(), *task_names]))[adv["attack"]]
     if preset["target_task"] is not None and preset["target_task"] not in task_names:
         raise ValueError(f"train.adversarial.attack={adv['attack']!r} attacks {preset['target_task']}, "
                          f"which is not a task here; choose single_<task> with a task of {task_names}")
@@ -212,30 +212,26 @@ def adversarial_batch(attack, adv: dict, model, batch: dict, tasks) -> tuple[tor
 def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> dict:
     """Everything that determines a trained model's weights (the cache key's contents).
 
-    Adversarially trained models add an "adversarial" entry (:func:`adversarial_settings`);
-    clean ones have exactly the keys they had before adversarial training existed. "env"
+    Adversarially trained models add an "adversarial" entry (:func:`adversarial_settings`). "env"
     holds the training device type and CPU thread count (:func:`training_env`; device None = CPU).
+    A rendered dataset enters without its test-set size: the training scenes do not depend on
+    it, so `dataset.synthetic.n_test=512` attacks the same model on more images.
     """
     ds = cfg.dataset
     adversarial = adversarial_settings(cfg.train)
     train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
     train.pop("adversarial", None)
     train.pop("threads", None)  # in "env", resolved to the number used
-    if list(train.get("scale_range", SCALE_RANGE)) == list(SCALE_RANGE):
-        train.pop("scale_range", None)  # the paper's: keys of models cached before the option
-    if not train.get("channels_last"):
-        train.pop("channels_last", None)  # absent = off: keys of models cached before the option
-    if train.get("schedule") == "step" and not train.get("warmup"):
-        # The paper's schedule: keys stay those of models cached before the schedule option.
-        train.pop("schedule", None)
-        train.pop("warmup", None)
+    synthetic = OmegaConf.to_container(ds.synthetic) if ds.synthetic is not None else None
+    if synthetic is not None:
+        synthetic.pop("n_test", None)
     key: dict = {
         "dataset": {
             "name": ds.name,
             "format": get_format(ds.format).name,
             "tasks": selected_tasks(cfg),  # the tasks the model is built and trained for
             "root": None if ds.synthetic is not None else str(ds.root),
-            "synthetic": OmegaConf.to_container(ds.synthetic) if ds.synthetic is not None else None,
+            "synthetic": synthetic,
             "input_size": ds.input_size,
             "num_workers": ds.num_workers,  # the workers' generators draw the augmentation
         },
@@ -252,12 +248,9 @@ def model_key(cfg: DictConfig, layout, device: torch.device | None = None) -> di
                         "input": cfg.model.input.value, "outputs": dict(cfg.model.outputs)}
         key["backbone"] = "custom"
     else:
-        key.update(backbone=cfg.backbone.name.value, head_width=cfg.backbone.head_width, layout=str(layout))
-        if float(cfg.backbone.width) != 1.0:
-            # Absent means 1.0, so models cached before the width option keep their keys.
-            key["width"] = float(cfg.backbone.width)
+        key.update(backbone=cfg.backbone.name.value, head_width=cfg.backbone.head_width, layout=str(layout),
+                   width=float(cfg.backbone.width))
     if adversarial is not None:
-        # Only adversarially trained models carry this, so clean models keep their old keys.
         key["adversarial"] = adversarial
     return key
 
@@ -354,7 +347,7 @@ def training_threads(train_cfg) -> int:
     """The torch CPU thread count training runs with: `train.threads`, or every usable core when
     it is null. Fixed per machine so that a model's weights do not depend on the launcher
     (CPU results change with the thread count; the joblib launcher runs attacks on fewer)."""
-    threads = train_cfg.get("threads") if hasattr(train_cfg, "get") else None
+    threads = train_cfg.threads
     if threads is None:
         return usable_cores()
     if isinstance(threads, bool) or int(threads) < 1:

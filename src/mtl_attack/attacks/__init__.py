@@ -15,7 +15,7 @@ from .config import ApgdMonitor, ApgdStart, AttackConfig, ObjectiveName, Optimiz
 from .early_stop import EarlyStop, EarlyStoppedPGD, fooled
 from .objectives import DGBA, WGD, LinearObjective, Objective, SignTotal, SingleTask, Total, WeightedTotal, wgd_weights
 from .optimizers import FGSM, MIM, PGD, Optimizer, l1_normalize
-from .presets import preset_configs, register_presets
+from .presets import parse_preset_name, preset_configs, preset_name, register_presets
 from .problem import LOSS_FLOOR, AttackProblem, monitor_value, relative_increase
 from .saga import SAGA, saga_alpha_update
 from .weight_search import grid_search_weights, weight_grid, weights_by_task
@@ -26,6 +26,6 @@ __all__ = [
     "ObjectiveName", "Optimizer", "OptimizerName", "PGD", "Precision", "SAGA", "SignTotal", "SingleTask", "Total",
     "WGD", "WeightedTotal", "WgdVariant", "apgd_checkpoints", "build_attack", "build_attack_from_config",
     "config_from_options", "eval_mode", "fooled", "grid_search_weights", "l1_normalize", "monitor_value",
-    "preset_configs", "register_presets", "relative_increase", "saga_alpha_update", "weight_grid",
-    "weights_by_task", "wgd_weights",
+    "parse_preset_name", "preset_configs", "preset_name", "register_presets", "relative_increase",
+    "saga_alpha_update", "weight_grid", "weights_by_task", "wgd_weights",
 ]

@@ -57,6 +57,7 @@ class APGD(Optimizer):
     """Auto-PGD with momentum, checkpoints and per-sample best tracking (see module docstring)."""
 
     name = "apgd"
+    label = "APGD"
 
     def __init__(self, momentum: float = 0.75, rho: float = 0.75,
                  start: ApgdStart | str = ApgdStart.reference,

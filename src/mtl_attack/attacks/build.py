@@ -13,25 +13,15 @@ import typing
 from enum import Enum
 from typing import Any
 
-from .apgd import APGD
 from .attack import MultiTaskAttack
 from .config import AttackConfig, OptimizerName
 from .early_stop import EarlyStop, EarlyStoppedPGD
 from .ensemble import EnsembleAttack
 from .objectives import OBJECTIVES
-from .optimizers import FGSM, MIM, PGD, Optimizer
-from .saga import SAGA
+from .optimizer_table import OPTIMIZERS
 
 __all__ = ["OPTIMIZERS", "OBJECTIVES", "build_attack", "build_attack_from_config", "config_from_options"]
 
-# Name -> class: the config's OptimizerName values index this table.
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    OptimizerName.fgsm.value: FGSM,
-    OptimizerName.pgd.value: PGD,
-    OptimizerName.mim.value: MIM,
-    OptimizerName.apgd.value: APGD,
-    OptimizerName.saga.value: SAGA,
-}
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AttackConfig)}
 _HINTS = typing.get_type_hints(AttackConfig)

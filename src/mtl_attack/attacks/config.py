@@ -15,6 +15,7 @@ it as ``attack.eps``. Step sizes are relative to eps.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, List, Optional
@@ -120,3 +121,24 @@ class AttackConfig:
     precision: Precision = Precision.fp32
     channels_last: bool = False
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        # The numeric options' ranges, checked wherever a config becomes an attack (preflight
+        # included), so a value outside them stops before any work instead of steering an attack.
+        for key, value, low, high, closed in (
+                ("mim_decay", self.mim_decay, 0.0, math.inf, True),
+                ("apgd_momentum", self.apgd_momentum, 0.0, 1.0, True),
+                ("apgd_rho", self.apgd_rho, 0.0, 1.0, True),
+                ("saga_s", self.saga_s, 0.0, math.inf, False),
+                ("saga_lr", self.saga_lr, 0.0, math.inf, False),
+                ("saga_input_scale", self.saga_input_scale, 0.0, math.inf, False),
+                ("rel_stepsize", self.rel_stepsize, 0.0, math.inf, False)):
+            if value is None:
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                low <= value <= high if closed else low < value <= high)
+            if not ok:
+                where = f"[{low:g}, {high:g}]" if closed and high < math.inf else (
+                    f">= {low:g}" if closed else f"> {low:g}" + (f" and <= {high:g}" if high < math.inf else ""))
+                raise ValueError(f"attack.{key}={value} must be a finite number {where} "
+                                 f"(default {getattr(AttackConfig, key)})")

@@ -31,6 +31,8 @@ from torch import Tensor
 from .attack import MultiTaskAttack, _check_inputs, eval_mode
 from .config import AttackConfig, ObjectiveName, OptimizerName
 from .modes import EnsembleCriterion
+from .objectives import OBJECTIVES
+from .presets import preset_configs
 from .problem import relative_increase
 from ..worst_case import per_image_arp
 
@@ -106,8 +108,6 @@ def pick_per_image(scores: Tensor) -> Tensor:
 def resolve_members(names: Sequence[str] | None, tasks: Sequence[str]) -> list[str]:
     """The member preset names for a model with ``tasks``: wildcards expanded, order kept,
     repeats dropped. ValueError for a name that is no preset."""
-    from .presets import preset_configs
-
     names = list(DEFAULT_MEMBERS if names is None else names)
     if not names:
         raise ValueError("attack.members is empty; list member attacks, e.g. [dgba_apgd,total_apgd]")
@@ -123,12 +123,13 @@ def resolve_members(names: Sequence[str] | None, tasks: Sequence[str]) -> list[s
             expanded = [name]
         for member in expanded:
             if member not in presets:
-                choices = ", ".join(p for p in presets if not p.startswith("weightedtotal"))
+                choices = ", ".join(p for p, f in presets.items() if not OBJECTIVES[f["objective"]].needs_weights)
                 raise ValueError(f"attack.members: {member!r} is not an attack preset for tasks {list(tasks)}; "
                                  f"choose from {choices} (single_*_<optimizer> for every task)")
-            if presets[member]["objective"] == "weightedtotal":
+            objective = OBJECTIVES[presets[member]["objective"]]
+            if objective.needs_weights:
                 raise ValueError(f"attack.members: {member!r} needs calibrated weights; an ensemble member "
-                                 "cannot be WeightedTotal")
+                                 f"cannot be {objective.label}")
             if member not in out:
                 out.append(member)
     return out
@@ -138,8 +139,6 @@ def member_config(cfg: AttackConfig, name: str, tasks: Sequence[str]) -> AttackC
     """The ensemble's config with one member's optimizer, objective and target task; with
     restarts > 1 and random_start left None, every member starts at random (a restart of a
     deterministic member would repeat it)."""
-    from .presets import preset_configs
-
     fields = preset_configs(list(tasks))[name]
     random_start = True if cfg.random_start is None and cfg.restarts > 1 else cfg.random_start
     return replace(cfg, optimizer=OptimizerName(fields["optimizer"]), objective=ObjectiveName(fields["objective"]),

@@ -68,9 +68,14 @@ class Objective(ABC):
     """Maps the tasks' losses at an iterate to an ascent direction (see module docstring)."""
 
     name: str = ""
+    # Display name in reports and tables.
+    label: str = ""
     # Whether the objective attacks one named task (``target_task``); the presets then
     # have one entry per task (``single_<task>_<optimizer>``).
     needs_task: bool = False
+    # Whether it needs calibrated task weights (``weights``): jobs grid-search them first,
+    # and adversarial training and ensembles cannot use it.
+    needs_weights: bool = False
 
     def attacked_tasks(self, tasks: Sequence[str]) -> list[str]:
         """The tasks this objective attacks (APGD monitors these)."""
@@ -143,6 +148,7 @@ class SingleTask(LinearObjective):
     """Single-x: the gradient of task x's loss only."""
 
     name = "single"
+    label = "Single"
     needs_task = True
 
     def __init__(self, task: str, fused: bool = True):
@@ -171,6 +177,7 @@ class Total(LinearObjective):
     """Total: the gradient of sum_i L_i."""
 
     name = "total"
+    label = "Total"
 
     def coefficients(self, losses, clean_losses, tasks):
         return {t: torch.ones_like(losses[t]) for t in tasks}
@@ -183,6 +190,8 @@ class WeightedTotal(LinearObjective):
     """
 
     name = "weightedtotal"
+    label = "WeightedTotal"
+    needs_weights = True
 
     def __init__(self, weights: Mapping[str, float] | Sequence[float] | None, fused: bool = True):
         super().__init__(fused)
@@ -231,6 +240,7 @@ class WGD(LinearObjective):
     """WGD: the gradient of sum_i r_i(t) L_i with GradNorm-style task attack rates."""
 
     name = "wgd"
+    label = "WGD"
 
     def __init__(self, variant: WgdVariant | str = WgdVariant.dynamic, fused: bool = True):
         super().__init__(fused)
@@ -252,6 +262,7 @@ class DGBA(LinearObjective):
     """
 
     name = "dgba"
+    label = "DGBA"
 
     def coefficients(self, losses, clean_losses, tasks):
         return {t: 1.0 / safe_loss(losses[t]) for t in tasks}
@@ -265,6 +276,7 @@ class SignTotal(Objective):
     """SignTotal: sum_i sign(g_i), one backward pass per task (the signs are not linear)."""
 
     name = "signtotal"
+    label = "SignTotal"
 
     def task_directions(self, problem, x):
         xv, graph = problem.graph_losses(x)

@@ -39,6 +39,8 @@ class Optimizer(ABC):
     """Ascent loop over an objective's direction (see module docstring)."""
 
     name: str = ""
+    # Display name in reports and tables.
+    label: str = ""
 
     def default_rel_stepsize(self, steps: int) -> float:
         """Step size as a fraction of eps when the config leaves it None."""
@@ -62,6 +64,7 @@ class FGSM(Optimizer):
     """Fast Gradient Sign Method (Goodfellow et al. 2015): one step of size eps by default."""
 
     name = "fgsm"
+    label = "FGSM"
 
     def default_rel_stepsize(self, steps):
         return 1.0
@@ -75,6 +78,7 @@ class PGD(Optimizer):
     """Iterative FGSM / PGD (Kurakin et al.; Madry et al. 2018) in L-infinity."""
 
     name = "pgd"
+    label = "PGD"
 
     def run(self, problem, objective, x0, step, steps):
         x = x0.detach()
@@ -88,6 +92,7 @@ class MIM(Optimizer):
     """Momentum Iterative Method (Dong et al. 2018): sign of the accumulated L1-normalized direction."""
 
     name = "mim"
+    label = "MIM"
 
     def __init__(self, decay: float = 1.0):
         self.decay = float(decay)

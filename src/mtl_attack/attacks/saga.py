@@ -56,6 +56,7 @@ class SAGA(Optimizer):
     """Auto-SAGA with per-pixel task weights (see module docstring)."""
 
     name = "saga"
+    label = "Auto-SAGA"
 
     def __init__(self, s: float = 50.0, lr: float = 10.0, input_scale: float = 255.0):
         self.s = float(s)

@@ -56,3 +56,18 @@ def nyu40_to_room7(seg: np.ndarray) -> np.ndarray:
     table = np.full(256, -1.0, np.float32)
     table[: len(NYU40_TO_ROOM7)] = NYU40_TO_ROOM7
     return table[np.asarray(seg, np.uint8)]
+
+
+def class_weights(pixel_counts: np.ndarray, lo: float = 0.1, hi: float = 10.0) -> np.ndarray:
+    """Median-frequency class weights: median(f over seen classes) / f_c, clipped to [lo, hi].
+
+    pixel_counts: [C] pixels per class. Unseen classes get weight 1 (they never
+    enter the loss). Returns float64 [C].
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    seen = counts > 0
+    w = np.ones_like(counts)
+    if seen.any():
+        freq = counts / counts.sum()
+        w[seen] = np.clip(np.median(freq[seen]) / freq[seen], lo, hi)
+    return w

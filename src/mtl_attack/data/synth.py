@@ -81,7 +81,8 @@ def _renderable() -> dict:
 
 KINDS = tuple(_renderable())  # the on-disk formats the renderer writes
 
-from .labels import NYU13_CLASSES, NYU40_CLASSES, NYU40_TO_NYU13, TASKONOMY_CLASSES, nyu40_to_nyu13  # noqa: E402
+from .labels import (NYU13_CLASSES, NYU40_CLASSES, NYU40_TO_NYU13, TASKONOMY_CLASSES,  # noqa: E402,F401
+                     class_weights, nyu40_to_nyu13)
 _CLASSES = {"nyuv2": NYU40_CLASSES, "taskonomy": TASKONOMY_CLASSES}
 
 FOCAL_FRACTION = 0.8  # focal length / image width: ~64 deg horizontal field of view, like a Kinect
@@ -776,21 +777,6 @@ def _render_and_write(job: tuple) -> tuple[str, int, list[str], np.ndarray]:
     return split, index, paths, hist
 
 
-def class_weights(pixel_counts: np.ndarray, lo: float = 0.1, hi: float = 10.0) -> np.ndarray:
-    """Median-frequency class weights: median(f over seen classes) / f_c, clipped to [lo, hi].
-
-    pixel_counts: [C] pixels per class. Unseen classes get weight 1 (they never
-    enter the loss). Returns float64 [C].
-    """
-    counts = np.asarray(pixel_counts, dtype=np.float64)
-    seen = counts > 0
-    w = np.ones_like(counts)
-    if seen.any():
-        freq = counts / counts.sum()
-        w[seen] = np.clip(np.median(freq[seen]) / freq[seen], lo, hi)
-    return w
-
-
 def _main_importable() -> bool:
     # Spawned workers re-import the main script; code piped on stdin cannot be.
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -830,7 +816,6 @@ def generate_dataset(root: str | os.PathLike, kind: str, n_train: int, n_test: i
     if not 1 <= n_test_small <= n_test:
         raise ValueError(f"n_test_small must be between 1 and n_test={n_test}, got {n_test_small}")
     from ..progress import progress as progress_bar
-    from . import formats
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

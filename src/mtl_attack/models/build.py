@@ -16,8 +16,9 @@ from .tree import TreeMTLModel, init_state
 
 # Bump when the init, the module structure or the training arithmetic changes, so cached inits
 # and models are not reused (2: loss targets sampled at the output cells' centres, fused Adam,
-# exact 1x1 shortcut of far-dilated head branches, dropout masks from torch.rand).
-MODEL_VERSION = 2
+# exact 1x1 shortcut of far-dilated head branches, dropout masks from torch.rand; 3: model keys
+# hold the declared tasks and every training setting, not the rendered test-set size).
+MODEL_VERSION = 3
 
 
 def _value(x):

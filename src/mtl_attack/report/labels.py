@@ -14,23 +14,39 @@ import pandas as pd
 
 from ..attacks.build import OBJECTIVES as _OBJECTIVE_TABLE
 from ..attacks.build import OPTIMIZERS as _OPTIMIZER_TABLE
+from ..attacks.presets import ENSEMBLE, parse_preset_name
 from ..data.registry import task_names
 
 # train_attack of clean-trained models.
 NO_TRAIN_ATTACK = "none"
 
+
+def objective_key(objective: str, task: str | None = None) -> str:
+    """The report's key of an objective: "dgba"; with the task it attacks, "single_normal"."""
+    return f"{objective}_{task}" if task else objective
+
+
+def split_objective_key(key: str) -> tuple[str, str | None]:
+    """The inverse of :func:`objective_key`: "single_normal" -> ("single", "normal"), "dgba" -> ("dgba", None)."""
+    key = str(key)
+    for name, cls in _OBJECTIVE_TABLE.items():
+        if cls.needs_task and key.startswith(f"{name}_"):
+            return name, key[len(name) + 1:]
+    return key, None
+
+
 # Paper order: the attack tables' order; Single-x expands to one objective per task.
 OPTIMIZERS: tuple[str, ...] = tuple(_OPTIMIZER_TABLE)
 TASKS: tuple[str, ...] = task_names()
 OBJECTIVES: tuple[str, ...] = tuple(
-    key for name in _OBJECTIVE_TABLE for key in ([f"single_{t}" for t in TASKS] if name == "single" else [name]))
+    key for name, cls in _OBJECTIVE_TABLE.items()
+    for key in ([objective_key(name, t) for t in TASKS] if cls.needs_task else [name]))
 
-OPTIMIZER_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM", "apgd": "APGD", "saga": "Auto-SAGA",
-                    "ensemble": "Ensemble"}
+OPTIMIZER_LABELS = {**{name: cls.label for name, cls in _OPTIMIZER_TABLE.items()}, ENSEMBLE: "Ensemble"}
 TASK_LABELS = {"segment_semantic": "Segm", "segmentation": "Segm", "normal": "Norm", "depth_zbuffer": "Dept", "depth": "Dept",
                "keypoints2d": "Keyp", "edge_texture": "Edge"}
-OBJECTIVE_LABELS = {"total": "Total", "signtotal": "SignTotal", "weightedtotal": "WeightedTotal",
-                    "wgd": "WGD", "dgba": "DGBA"}
+# Objectives of one task are shown with their task (objective_label).
+OBJECTIVE_LABELS = {name: cls.label for name, cls in _OBJECTIVE_TABLE.items() if not cls.needs_task}
 
 
 def optimizer_label(name: str) -> str:
@@ -49,8 +65,9 @@ def objective_label(key: str) -> str:
     base, sep, losses = key.partition(" [")
     if sep:
         return f"{objective_label(base)} [{losses}"
-    if key.startswith("single_"):
-        return f"Single-{task_label(key[len('single_'):])}"
+    objective, task = split_objective_key(key)
+    if task:
+        return f"{_OBJECTIVE_TABLE[objective].label}-{task_label(task)}"
     return OBJECTIVE_LABELS.get(key, key)
 
 
@@ -125,9 +142,13 @@ def slug(text: str) -> str:
 
 
 def split_preset(name: str) -> tuple[str | None, str]:
-    """"single_normal_pgd" -> ("pgd", "single_normal"); names without an optimizer -> (None, name)."""
-    head, _, tail = str(name).rpartition("_")
-    return (tail, head) if head and tail in OPTIMIZERS else (None, str(name))
+    """"single_normal_pgd" -> ("pgd", "single_normal"); the ensemble and names that are no
+    preset -> (None, name)."""
+    try:
+        objective, task, optimizer = parse_preset_name(name)
+    except ValueError:
+        return None, str(name)
+    return (optimizer, objective_key(objective, task)) if optimizer in OPTIMIZERS else (None, str(name))
 
 
 def train_attack_label(name: str) -> str:

@@ -15,7 +15,9 @@ import pandas as pd
 
 from .. import records
 from ..data import registry
-from .labels import NO_TRAIN_ATTACK, OBJECTIVES, OPTIMIZERS
+from ..attacks.objectives import OBJECTIVES as OBJECTIVE_CLASSES
+from ..attacks.presets import parse_preset_name
+from .labels import NO_TRAIN_ATTACK, OPTIMIZERS, objective_key
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -94,38 +96,45 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _parsed_attack(row: pd.Series) -> tuple[str, str | None, str] | None:
+    """(objective, task or None, optimizer) of the row's attack preset name; None without one."""
+    attack = row.get("attack")
+    if _is_missing(attack):
+        return None
+    try:
+        return parse_preset_name(str(attack))
+    except ValueError:
+        return None
+
+
 def _objective_key(row: pd.Series) -> str | None:
-    """Objective key as in :data:`OBJECTIVES`; Single-x becomes ``single_<task>``."""
+    """Objective key as in :data:`~.labels.OBJECTIVES`; Single-x becomes ``single_<task>``."""
     obj = row.get("objective")
     opt = row.get("optimizer")
-    attack = row.get("attack")
-    attack = None if _is_missing(attack) else str(attack)
-    if _is_missing(obj) and attack and not _is_missing(opt) and attack.endswith(f"_{opt}"):
-        obj = attack[: -len(opt) - 1]
-        obj = "single" if obj.startswith("single_") and obj not in OBJECTIVES else obj
+    parsed = _parsed_attack(row)
+    # The attack name fills gaps only where it agrees with the optimizer column.
+    if parsed is not None and (_is_missing(opt) or parsed[2] != opt):
+        parsed = None
+    if _is_missing(obj) and parsed is not None:
+        obj = parsed[0]
     if _is_missing(obj):
         return None
     obj = str(obj)
-    if obj != "single":
+    cls = OBJECTIVE_CLASSES.get(obj)
+    if cls is None or not cls.needs_task:
         return obj
     target = row.get("target_task")
-    if _is_missing(target) and attack and attack.startswith("single_"):
-        # preset names are single_<task>_<optimizer>
-        rest = attack[len("single_"):]
-        if not _is_missing(opt) and rest.endswith(f"_{opt}"):
-            target = rest[: -len(opt) - 1]
-    return f"single_{target}" if not _is_missing(target) else "single"
+    if _is_missing(target) and parsed is not None and parsed[0] == obj:
+        target = parsed[1]
+    return objective_key(obj, None if _is_missing(target) else str(target))
 
 
 def _optimizer_key(row: pd.Series) -> str | None:
     opt = row.get("optimizer")
     if not _is_missing(opt):
         return str(opt)
-    attack = row.get("attack")
-    if _is_missing(attack):
-        return None
-    tail = str(attack).rsplit("_", 1)[-1]
-    return tail if tail in OPTIMIZERS else None
+    parsed = _parsed_attack(row)
+    return parsed[2] if parsed is not None and parsed[2] in OPTIMIZERS else None
 
 
 def _model_key(row: pd.Series) -> str | None:

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic
-from .labels import OBJECTIVES, OPTIMIZERS, TASKS, fmt_eps, objective_label, optimizer_label, ordered, task_label
+from ..attacks.objectives import SingleTask
+from .labels import (OBJECTIVES, OPTIMIZERS, TASKS, fmt_eps, objective_key, objective_label, optimizer_label, ordered,
+                     task_label)
 from .study_tables import transferability_table
 from .tables import arp_vs_eps, per_task_bars
 
@@ -138,7 +140,7 @@ def plot_transferability(df: pd.DataFrame, path: str | os.PathLike, eps: float |
             line = part[part["attacked_task"] == task].sort_values("shared_blocks")
             if line.empty:
                 continue
-            label = objective_label(f"single_{task}")
+            label = objective_label(objective_key(SingleTask.name, task))
             (h,) = ax.plot(line["shared_blocks"], line["transferability"], marker="o",
                            color=f"C{TASKS.index(task) if task in TASKS else 9}", label=label)
             handles.setdefault(label, h)
@@ -148,5 +150,5 @@ def plot_transferability(df: pd.DataFrame, path: str | os.PathLike, eps: float |
         ax.axhline(0, color="black", lw=0.5)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("transferability")
-    _legend(fig, handles, [objective_label(f"single_{t}") for t in tasks])
+    _legend(fig, handles, [objective_label(objective_key(SingleTask.name, t)) for t in tasks])
     return _save(fig, path, title)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import records, stats
 from ..tasks import SCORERS
-from .labels import NO_TRAIN_ATTACK, train_order
+from .labels import NO_TRAIN_ATTACK, split_objective_key, train_order
 from .load import metric_directions
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def transferability_intervals(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     per_model, trend = [], []
     directions = metric_directions(part) if len(part) else {}
     for (opt, obj), rows in part.groupby(["optimizer", "objective"], sort=False):
-        task = str(obj)[len("single_"):]
+        task = split_objective_key(obj)[1]
         runs = {}
         for model, group in rows.groupby("model", sort=False):
             run = _runs(group)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from .. import atomic
+from ..attacks.objectives import DGBA, WeightedTotal
 from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, optimizer_label, slug,
                      task_label, train_attack_label)
 from .load import attack_keys, done_rows, load_results, status_note
@@ -286,7 +287,7 @@ def _attack_eps_section(s: Setting, part: pd.DataFrame, e: float) -> list[str]:
         md += ["WeightedTotal table (paper Table 16) skipped: the results carry no weights.", ""]
     else:
         wstem = f"{s.prefix}table_weighted_eps{k}"
-        names = {"weights": "weights", "weightedtotal": "WeightedTotal ARP", "dgba": "DGBA ARP"}
+        names = {"weights": "weights", **{c.name: f"{c.label} ARP" for c in (WeightedTotal, DGBA)}}
         s.text(wstem, to_markdown(weighted, headers=[f"{optimizer_label(o)} {names[w]}" for o, w in weighted.columns],
                                   params={}))
         md += [f"WeightedTotal vs DGBA: [{wstem}.md]({wstem}.md)", ""]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import scores
 from .labels import (NO_TRAIN_ATTACK, OPTIMIZERS, TASKS, fmt_eps, model_order, natural, optimizer_label, ordered,
-                     rank, task_label, train_attack_label, train_order)
+                     rank, split_objective_key, task_label, train_attack_label, train_order)
 from .load import attack_keys, metric_directions
 from .tables import attack_pivot, clean_white_box, one_setting, pick, row_params, select_eps, task_columns
 
@@ -124,7 +124,7 @@ def transfer_table(df: pd.DataFrame, eps: float | None = None, surrogate: str | 
 def single_x(keyed: pd.DataFrame) -> pd.DataFrame:
     """Single-x rows of clean-trained models attacked white-box (what Table 7 uses)."""
     part = clean_white_box(keyed)
-    return part[part["objective"].astype(str).str.startswith("single_")]
+    return part[part["objective"].map(lambda key: split_objective_key(key)[1] is not None).astype(bool)]
 
 
 def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.DataFrame:
@@ -148,7 +148,7 @@ def transferability_table(df: pd.DataFrame, eps: float | None = None) -> pd.Data
     tasks = task_columns(part)
     rows = []
     for (opt, obj, model), group in part.groupby(["optimizer", "objective", "model"], sort=False):
-        target = obj[len("single_"):]
+        target = split_objective_key(obj)[1]
         per_task = {t: float(pd.to_numeric(group[f"arp_{t}"], errors="coerce").mean()) for t in tasks}
         per_task = {t: v for t, v in per_task.items() if not math.isnan(v)}
         if not per_task.get(target, 0.0) > 0:

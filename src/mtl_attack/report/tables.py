@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..attacks.objectives import DGBA, WeightedTotal
 from .labels import (NO_TRAIN_ATTACK, OBJECTIVES, OPTIMIZERS, TASKS, attack_columns, fmt_eps, model_order,
                      ordered, sort_attacks)
 from .load import arp_tasks, attack_keys
@@ -246,18 +247,18 @@ def weighted_grid_table(df: pd.DataFrame, eps: float | None = None) -> pd.DataFr
     keyed = attack_keys(df)
     if "weights" not in keyed.columns:
         return None
-    wt = keyed[(keyed["objective"] == "weightedtotal") & keyed["weights"].notna()]
+    wt = keyed[(keyed["objective"] == WeightedTotal.name) & keyed["weights"].notna()]
     if wt.empty:
         return None
     one_setting(keyed)
     keyed = select_eps(keyed, eps)
     arps = arp_table(keyed, eps=None, value="arp")
-    wt = keyed[(keyed["objective"] == "weightedtotal") & keyed["weights"].notna()]
+    wt = keyed[(keyed["objective"] == WeightedTotal.name) & keyed["weights"].notna()]
     text = wt.assign(weights=wt["weights"].map(_weights_text)).groupby(["model", "optimizer"])["weights"].agg(
         lambda s: " / ".join(dict.fromkeys(s)))
     cols, data = [], {}
     for opt in ordered(wt["optimizer"].unique(), OPTIMIZERS):
-        for what in ("weights", "weightedtotal", "dgba"):
+        for what in ("weights", WeightedTotal.name, DGBA.name):
             cols.append((opt, what))
             if what == "weights":
                 data[(opt, what)] = [text.get((m, opt), None) for m in arps.index]

@@ -173,6 +173,17 @@ def _hist_median(hist: np.ndarray | torch.Tensor, count: float, bin_deg: float) 
     return (lo + hi + 1) * 0.5 * bin_deg
 
 
+def _at_truth(kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+              channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A map prediction ``[B, C, h, w]`` upsampled to its target ``[B, C, H, W]`` (bilinear), with the
+    target and its valid mask ``[B, H, W]`` checked: what a map meter scores."""
+    _check_pred(kind, pred, channels)
+    size = tuple(target.shape[-2:])
+    pred = upsample_prediction(pred.detach(), size)
+    target, valid = _prepare(kind, pred, target, mask, 4, size, channels)
+    return pred, target, valid
+
+
 class NormalMeter:
     """Angle statistics (degrees) over all valid pixels of the split.
 
@@ -194,10 +205,7 @@ class NormalMeter:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        _check_pred("normal", pred, 3)
-        size = tuple(target.shape[-2:])
-        pred = upsample_prediction(pred.detach(), size)
-        target, valid = _prepare("normal", pred, target, mask, 4, size, 3)
+        pred, target, valid = _at_truth("normal", pred, target, mask, 3)
         target = torch.where(valid.unsqueeze(1), target.to(pred.dtype), torch.zeros_like(pred))
         full = normal_angles_deg(pred, target)
         # Per image (offset by image so one bincount serves the batch).
@@ -245,10 +253,7 @@ class DepthMeter:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        _check_pred("depth", pred, 1)
-        size = tuple(target.shape[-2:])
-        pred = upsample_prediction(pred.detach(), size)
-        target, valid = _prepare("depth", pred, target, mask, 4, size, 1)
+        pred, target, valid = _at_truth("depth", pred, target, mask, 1)
         p_full = pred[:, 0].to(torch.float64)
         g_full = torch.where(valid, target[:, 0].to(torch.float64), torch.ones_like(p_full))
         g = g_full[valid]

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ... import atomic
-from ..labels import TASKONOMY_CLASSES
+from ..labels import TASKONOMY_CLASSES, class_weights
 from .base import Format, Rendered
 from .common import (IGNORE_LABEL, JSON_SPLITS, JsonSplits, _U16, _check_array, _check_hw, _check_same_hw,
                      _check_stem, _load_npy, _load_png, _npy_bytes, _png_bytes, _where, decode_normal_png,
@@ -243,8 +243,6 @@ def _write_rendered(root: str, split: str, index: int, scene: dict) -> tuple[lis
 
 
 def _finish(root: str, paths: dict, counts: np.ndarray, n_test_small: int) -> None:
-    from ..synth import class_weights
-
     write_semseg_prior(root, class_weights(counts).tolist())
     write_split_json(root, "taskonomy", {"train": paths["train"], "test": paths["test"],
                                          "test_small": paths["test"][:n_test_small]})
