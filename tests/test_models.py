@@ -91,19 +91,18 @@ def test_torch_count_of_one_resnet34_backbone(resnet_as):
     assert counts["backbone_paper"] == 21_276_160
 
 
-def test_param_counts_of_a_branched_model_known_answer(mnv2_state):
-    m = model("mobilenetv2", BRANCHED, init=mnv2_state)
-    sets = [1, 1, 2, 2, 3]
-    per_block_torch = torch_block_params("mobilenetv2")
-    per_block_paper = paper_block_params("mobilenetv2")
-    f = feature_channels("mobilenetv2")
-    # Per head: 4 branches of conv3x3(f->W) + conv1x1(W->W) + conv1x1(W->C), all with bias.
-    heads = sum(4 * (f * 9 * W + W + W * W + W + W * c + c) for c in CHANNELS)
+def test_param_counts_of_a_branched_model_known_answer():
+    """ResNet34 with BRANCHED's sets per block (1, 1, 2, 2, 3), counted by hand from the paper's
+    per-block #Params (SPEC: stem 9,472, layer1 221,568, layer2 1,115,264, layer3 6,819,072,
+    layer4 13,110,784) and the heads' layers on 512 backbone channels."""
+    m = model("resnet34", BRANCHED)
     counts = param_counts(m)
-    assert counts["backbone_torch"] == sum(n * c for n, c in zip(sets, per_block_torch))
-    assert counts["backbone_paper"] == sum(n * c for n, c in zip(sets, per_block_paper))
-    assert counts["heads_torch"] == heads
-    assert counts["torch"] == counts["backbone_torch"] + heads
+    assert counts["backbone_paper"] == 9472 + 221568 + 2 * 1115264 + 2 * 6819072 + 3 * 13110784 == 55_432_064
+    # Per head: 4 branches of conv3x3(512->W) + conv1x1(W->W) + conv1x1(W->C), all with bias (W = 8).
+    per_head = {c: 4 * (512 * 9 * 8 + 8 + 8 * 8 + 8 + 8 * c + c) for c in (40, 3, 1)}
+    assert per_head == {40: 149_216, 3: 147_884, 1: 147_812}  # e.g. 4 * (36,864 + 8 + 64 + 8 + 320 + 40)
+    assert counts["heads_torch"] == 149_216 + 147_884 + 147_812
+    assert counts["torch"] == counts["backbone_torch"] + counts["heads_torch"]
 
 
 def test_feature_channels():
