@@ -47,11 +47,11 @@ def gallery(cfg, images: Sequence[int], attacks: Sequence[str] | None = None,
     from torch.utils.data import default_collate
 
     from .attacks import build_attack_from_config
-    from .attacks.presets import preset_configs
+    from .attacks.presets import parse_preset_name, preset_configs
     from .batches import attack_inputs, to_device
     from .config import eps_to_unit
     from .parts import prepare
-    from .pictures import grid_png, image_picture, task_picture, value_range
+    from .pictures import grid_png, image_picture, prediction_picture, task_picture, truth_scale
     from .preflight import check_eps, preflight
 
     eps = [check_eps(e, "--eps") for e in eps]
@@ -83,22 +83,18 @@ def gallery(cfg, images: Sequence[int], attacks: Sequence[str] | None = None,
                 row.append((x_adv, model(x_adv)))
         results[name] = row
     size = tuple(x.shape[-2:])
-
-    def up(pred):
-        return torch.nn.functional.interpolate(pred[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-
     out = {}
     for b, index in enumerate(images):
         truth = {t.name: (batch["targets"][t.name][b].cpu(), batch["masks"][t.name][b].cpu()) for t in tasks}
-        scale = {t.name: None if t.kind in ("segmentation", "normal") else value_range(*truth[t.name]) for t in tasks}
+        scale = {t.name: truth_scale(t.kind, *truth[t.name]) for t in tasks}
         cells, row_titles = [], []
         for name in attacks:
             cells.append([image_picture(x[b])] + [image_picture(xa[b]) for xa, _ in results[name]])
-            head, _, opt = name.rpartition("_")
-            row_titles.append(f"{head.replace('_', chr(10), 1)}\n{opt}")
+            objective, task, optimizer = parse_preset_name(name, names)
+            row_titles.append("\n".join(p for p in (objective, task, optimizer) if p))
             for t in tasks:
                 cells.append([task_picture(t.kind, *truth[t.name], scale[t.name])]
-                             + [task_picture(t.kind, up(o[t.name][b].cpu()), None, scale[t.name])
+                             + [prediction_picture(t.kind, o[t.name][b].cpu(), size, scale[t.name])
                                 for _, o in results[name]])
                 row_titles.append(t.name)
         cols = ["clean / truth"] + [f"eps {e:g}" for e in eps]

@@ -13,11 +13,12 @@ import torch
 from omegaconf import DictConfig
 
 from .data.build import build_splits, plain_train_split, prepare_root
-from .data.registry import make_tasks, selected_tasks
+from .data.registry import selected_tasks
 from .models.build import build_model
 from .models.custom import build_custom
 from .models.layout import Layout
 from .preflight import Checked, preflight
+from .tasks import build_tasks
 from .training import train_or_load
 
 __all__ = ["Parts", "prepare", "trained_model"]
@@ -28,7 +29,7 @@ class Parts:
     """What a job works on. `model` is None when :func:`prepare` was asked for data only.
 
     root: the data folder; train: the augmented train split; test: the (limited) test split;
-    tasks: the job's tasks in order (the selected ones of the dataset's, :func:`~mtl_attack.data.registry.make_tasks`); layout: the TreeMTL layout (None for a user's network); model: in eval mode on
+    tasks: the job's tasks in order (the selected ones of the dataset's, :func:`~mtl_attack.data.registry.selected_tasks`); layout: the TreeMTL layout (None for a user's network); model: in eval mode on
     `device`; source: where its weights came from ({"source", "path", "train"}).
     """
 
@@ -70,8 +71,9 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     checked = checked or preflight(cfg)
     device = checked.device if device is None else device
     root = prepare_root(cfg.dataset, Path(cfg.cache_dir), progress=progress)
-    train, test = build_splits(cfg.dataset, root, selected_tasks(cfg), cfg.train.augment, tuple(cfg.train.scale_range))
-    tasks = make_tasks(cfg, getattr(train, "class_weights", None))
+    specs = selected_tasks(cfg)
+    train, test = build_splits(cfg.dataset, root, specs, cfg.train.augment, tuple(cfg.train.scale_range))
+    tasks = build_tasks(specs, getattr(train, "class_weights", None))
     parts = Parts(cfg, device, root, train, test, tasks, checked.layout)
     if with_model:
         parts.model, parts.source = trained_model(cfg, checked.layout, tasks, train, device, progress,

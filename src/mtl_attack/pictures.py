@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["palette", "task_picture", "value_range", "image_picture", "grid_png"]
+__all__ = ["palette", "task_picture", "prediction_picture", "truth_scale", "value_range", "image_picture",
+           "grid_png", "prediction_grid"]
 
 
 def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
@@ -79,6 +80,20 @@ def task_picture(kind: str, value, valid=None, vrange: tuple[float, float] | Non
     return rgb.astype(np.float32)
 
 
+def truth_scale(kind: str, target, valid) -> tuple[float, float] | None:
+    """The colour scale a task's maps share: the ground truth's valid range for depth and
+    regression maps, None (fixed colours) for segmentation and normals."""
+    return None if kind in ("segmentation", "normal") else value_range(target, valid)
+
+
+def prediction_picture(kind: str, pred: torch.Tensor, size: tuple[int, int],
+                       vrange: tuple[float, float] | None) -> np.ndarray:
+    """A prediction [C, h, w] upsampled to the truth's `size` as the metrics do it, then drawn."""
+    from .tasks import upsample_prediction
+
+    return task_picture(kind, upsample_prediction(pred[None].float(), size)[0], None, vrange)
+
+
 def image_picture(image) -> np.ndarray:
     """An image [3, H, W] in [0, 1] as float RGB [H, W, 3]."""
     return _np(image).transpose(1, 2, 0).clip(0, 1).astype(np.float32)
@@ -138,9 +153,8 @@ def prediction_grid(examples: Sequence[dict], tasks, title: str | None = None) -
         size = tuple(e["image"].shape[-2:])
         for t in tasks:
             target, mask = e["targets"][t.name], e["masks"][t.name]
-            vrange = None if t.kind in ("segmentation", "normal") else value_range(target, mask)
-            preds = [torch.nn.functional.interpolate(e[k][t.name][None].float(), size=size, mode="bilinear",
-                                                     align_corners=False)[0] for k in ("clean_pred", "attacked_pred")]
-            row += [task_picture(t.kind, target, mask, vrange)] + [task_picture(t.kind, p, None, vrange) for p in preds]
+            vrange = truth_scale(t.kind, target, mask)
+            row += [task_picture(t.kind, target, mask, vrange)] + [
+                prediction_picture(t.kind, e[k][t.name], size, vrange) for k in ("clean_pred", "attacked_pred")]
         rows.append(row)
     return grid_png(rows, cols, title=title, cell_inches=1.1)

@@ -7,6 +7,7 @@ and how to fix it. docs/reliability.md lists the cases.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from .config import EPS_WARN, check_eps  # noqa: F401  (re-exported: the job's c
 from .errors import UserError, as_user_error
 
 __all__ = ["Checked", "preflight", "check_eps", "check_device", "check_writable", "EPS_WARN"]
-
 
 
 @dataclass
@@ -107,10 +107,9 @@ def check_writable(key: str, path: str | os.PathLike) -> Path:
         raise UserError(f"{key}={path}: cannot write there ({reason}); point {key} at a folder you can write") from None
     finally:
         for folder in reversed(made):
-            try:
+            # A folder another process filled meanwhile stays.
+            with contextlib.suppress(OSError):
                 folder.rmdir()
-            except OSError:
-                pass  # another process put something there meanwhile: keep it
     return target
 
 
@@ -299,7 +298,8 @@ def preflight(cfg: DictConfig) -> Checked:
     Raises UserError (one line) on the first problem found.
     """
     from .data.build import check_files
-    from .data.registry import make_tasks, selected_tasks
+    from .data.registry import selected_tasks
+    from .tasks import build_tasks
 
     from .config import eps_to_unit
 
@@ -308,7 +308,7 @@ def preflight(cfg: DictConfig) -> Checked:
     _check_sizes(cfg)
     try:
         specs = selected_tasks(cfg)
-        tasks = make_tasks(cfg)
+        tasks = build_tasks(specs)
     except ValueError as err:
         raise UserError(str(err)) from None
     names = [t.name for t in tasks]

@@ -15,7 +15,7 @@ from .. import tasks as T
 from ..paths import conf_dir
 from .formats import FORMATS, get_format
 
-__all__ = ["declared_tasks", "selected_tasks", "make_tasks", "task_names", "dataset_config_names",
+__all__ = ["declared_tasks", "selected_tasks", "task_names", "dataset_config_names",
            "rendered_config_names", "format_of", "metric_directions", "check_selection", "config_tasks", "config_task_specs"]
 
 
@@ -66,11 +66,6 @@ def selected_tasks(cfg: Any) -> dict[str, dict]:
     declared = declared_tasks(cfg.dataset)
     names = check_selection(cfg.get("tasks"), list(declared))
     return {n: declared[n] for n in names}
-
-
-def make_tasks(cfg: Any, stored_class_weights=None) -> list[T.Task]:
-    """The job's :class:`~mtl_attack.tasks.Task` objects, in order (= model outputs, layout task ids)."""
-    return T.build_tasks(selected_tasks(cfg), stored_class_weights)
 
 
 def _dataset_conf_dir() -> Path:

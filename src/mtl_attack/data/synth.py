@@ -49,7 +49,7 @@ import numpy as np
 
 from .. import atomic
 from ..cache import build_once, content_key
-from ..pictures import _hsv_to_rgb, palette
+from ..pictures import _hsv_to_rgb, grid_png, image_picture, task_picture
 from .formats import FORMATS
 
 __all__ = [
@@ -903,24 +903,12 @@ def ensure_synthetic(cache_dir: str | os.PathLike, kind: str, n_train: int, n_te
 _GRID_COLUMNS = ("rgb", "seg", "normal", "depth", "keypoints2d", "edge_texture")
 
 
-def _display_item(item: Mapping, kinds: Mapping) -> dict[str, tuple]:
-    """A dataset item (image [3,H,W], targets, masks) as display cells, one per task, drawn by the
-    task's kind (`kinds`: task -> kind name): segmentation -> "seg", normal -> "normal", depth ->
-    "depth", regression -> gray. Returns column title -> (cell kind, display dict)."""
-    img = np.asarray(item["image"], dtype=np.float32).transpose(1, 2, 0)
-    cells = {"rgb": ("rgb", {"rgb": np.clip(img, 0, 1)})}
+def _display_item(item: Mapping, kinds: Mapping) -> dict[str, np.ndarray]:
+    """A dataset item (image [3,H,W], targets, masks) as pictures, one per task, drawn in its kind's
+    colours (`kinds`: task -> kind name; :func:`mtl_attack.pictures.task_picture`)."""
+    cells = {"rgb": image_picture(item["image"])}
     for task, target in item["targets"].items():
-        t, m = np.asarray(target), np.asarray(item["masks"][task], dtype=bool)
-        kind = kinds.get(task, "regression")
-        if kind == "segmentation":
-            cells[task] = ("seg", {"seg": np.where(m, t, 255).astype(np.uint8)})
-        elif kind == "normal":
-            cells[task] = ("normal", {"normal": t.transpose(1, 2, 0), "normal_valid": m})
-        elif kind == "depth":
-            cells[task] = ("depth", {"depth": t[0], "depth_valid": m})
-        else:
-            lo, hi = (float(t[0][m].min()), float(t[0][m].max())) if m.any() else (0.0, 1.0)
-            cells[task] = ("gray", {"gray": (t[0] - lo) / max(hi - lo, 1e-6) * 2 - 1})
+        cells[task] = task_picture(kinds.get(task, "regression"), target, item["masks"][task])
     return cells
 
 
@@ -936,28 +924,18 @@ def _display_sample(item) -> dict[str, np.ndarray]:
     return out
 
 
-def _panel(sample: dict, col: str, pal: np.ndarray):
-    """(array, imshow kwargs) for one grid cell, or None if the sample lacks it."""
-    if col not in sample:
-        return None
+def _picture(sample: dict, col: str) -> np.ndarray:
+    """One column of a render or reader dict (:func:`_display_sample`) as a picture: seg, normal and
+    depth in their kinds' colours, keypoints and edges grey from -1 to 1."""
     if col == "rgb":
-        return sample["rgb"], {}
+        return sample["rgb"]
     if col == "seg":
-        return pal[sample["seg"].astype(np.int64)], {"interpolation": "nearest"}
+        return task_picture("segmentation", sample["seg"])
     if col == "normal":
-        valid = sample.get("normal_valid", np.ones(sample["normal"].shape[:2], bool))
-        return np.where(valid[..., None], (sample["normal"] + 1) / 2, 0.0).clip(0, 1), {}
-    if col == "gray":
-        return sample["gray"], {"cmap": "gray", "vmin": -1.0, "vmax": 1.0}
+        return task_picture("normal", sample["normal"].transpose(2, 0, 1), sample.get("normal_valid"))
     if col == "depth":
-        valid = sample.get("depth_valid", sample["depth"] > 0)
-        d = sample["depth"]
-        lo, hi = (float(d[valid].min()), float(d[valid].max())) if valid.any() else (0.0, 1.0)
-        import matplotlib
-
-        rgba = matplotlib.colormaps["viridis"]((d - lo) / max(hi - lo, 1e-6))[..., :3]
-        return np.where(valid[..., None], rgba, 0.0), {}
-    return sample[col], {"cmap": "gray", "vmin": -1.0, "vmax": 1.0}
+        return task_picture("depth", sample["depth"], sample.get("depth_valid", sample["depth"] > 0))
+    return task_picture("regression", sample[col], None, (-1.0, 1.0))
 
 
 def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size: tuple[int, int] = (128, 128),
@@ -995,34 +973,10 @@ def save_sample_grid(root_or_samples, path: str | os.PathLike, n: int = 4, size:
         rows = [_display_item(s, kinds) for s in samples]
     else:
         shown = [_display_sample(s) for s in samples]
-        rows = [{col: (col, s) for col in _GRID_COLUMNS if col in s} for s in shown]
+        rows = [{col: _picture(s, col) for col in _GRID_COLUMNS if col in s} for s in shown]
     cols = list(dict.fromkeys(col for row in rows for col in row))
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    pal = palette()
-    fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(rows) + 0.3))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), len(cols), squeeze=False)
-    for r, row in enumerate(rows):
-        for c, col in enumerate(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if r == 0:
-                ax.set_title(col, fontsize=9)
-            cell = _panel(row[col][1], row[col][0], pal) if col in row else None
-            if cell is not None:
-                ax.imshow(cell[0], **cell[1])
-    fig.tight_layout(pad=0.3)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic.write_bytes(path, buf.getvalue())
+    cells = [[row.get(col) for col in cols] for row in rows]
+    return atomic.write_bytes(path, grid_png(cells, cols, cell_inches=1.9, dpi=dpi))
 
 
 def _read_root_samples(root: Path, n: int) -> list[dict]:

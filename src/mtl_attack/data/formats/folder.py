@@ -37,16 +37,6 @@ NORMAL_MAX_NORM = 1.5  # a longer normal vector is not a unit-vector map
 IMAGE_TOL = 0.05  # float images in [-tol, 1 + tol] are clipped into [0, 1]
 
 
-def _opt(spec: Any, key: str, default=None):
-    value = spec.get(key) if hasattr(spec, "get") else getattr(spec, key, None)
-    return default if value is None else value
-
-
-def _kind(spec: Any) -> str:
-    kind = _opt(spec, "kind")
-    return str(getattr(kind, "value", kind))
-
-
 def _ids(folder: str, suffixes: tuple[str, ...]) -> dict[str, str]:
     """id -> file name of the files in `folder`; an unknown suffix or two files of one id is an error."""
     found: dict[str, str] = {}
@@ -146,7 +136,7 @@ def _plane(path: str, arr: np.ndarray, what: str) -> np.ndarray:
 
 def _segmentation(path: str, spec: Any) -> tuple[np.ndarray, np.ndarray]:
     arr = _plane(path, _load(path), "label map")
-    classes, ignore = int(_opt(spec, "classes")), int(_opt(spec, "ignore", IGNORE_LABEL))
+    classes, ignore = int(spec["classes"]), int(spec.get("ignore", IGNORE_LABEL))
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise ValueError(f"{path} holds non-integer labels; expected class ids 0-{classes - 1} (and {ignore})")
@@ -185,17 +175,17 @@ def _depth(path: str, spec: Any) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{path} holds {arr.dtype}; expected a 16-bit PNG or a float depth map")
     raw = arr.astype(np.float64)
-    valid = np.isfinite(raw) & (raw != float(_opt(spec, "invalid", 0.0)))
+    valid = np.isfinite(raw) & (raw != float(spec.get("invalid", 0.0)))
     if np.any(raw[valid] < 0):
         raise ValueError(f"{path} holds depth {float(raw[valid].min()):g}; expected values >= 0")
-    depth = np.where(valid, raw / float(_opt(spec, "scale", 1.0)), 0.0).astype(np.float32)
+    depth = np.where(valid, raw / float(spec.get("scale", 1.0)), 0.0).astype(np.float32)
     valid &= depth > 0
     return depth, valid
 
 
 def _regression(path: str, spec: Any) -> tuple[np.ndarray, np.ndarray]:
     arr = _load(path)
-    channels = int(_opt(spec, "channels", 1))
+    channels = int(spec.get("channels", 1))
     if arr.dtype == np.uint8:
         arr = arr / 255.0
     elif not path.lower().endswith(".npy") and np.issubdtype(arr.dtype, np.integer):
@@ -216,7 +206,8 @@ DECODERS = {"segmentation": _segmentation, "normal": _normal, "depth": _depth, "
 
 
 def read_folder_sample(root: str, entry: list, split: str, source: str, tasks: Mapping[str, Any]) -> dict:
-    """One listed sample [image, map per task] as a format :data:`~.base.Sample` (module docstring)."""
+    """One listed sample [image, map per task] as a format :data:`~.base.Sample` (module docstring);
+    tasks: name -> the checked options (:func:`mtl_attack.tasks.check_task_spec`: plain values)."""
     if len(entry) != 1 + len(tasks):
         raise ValueError(f"a folder sample lists the image and {len(tasks)} maps, got {len(entry)} paths")
     image_path = os.path.join(root, entry[0])
@@ -224,7 +215,7 @@ def read_folder_sample(root: str, entry: list, split: str, source: str, tasks: M
     sample = {"image": image, "targets": {}, "valid": {}}
     for (task, spec), rel in zip(tasks.items(), entry[1:]):
         path = os.path.join(root, rel)
-        target, valid = DECODERS[_kind(spec)](path, spec)
+        target, valid = DECODERS[spec["kind"]](path, spec)
         if tuple(target.shape[:2]) != tuple(image.shape[:2]):
             raise ValueError(f"{path} is {target.shape[0]}x{target.shape[1]} but its picture {image_path} is "
                              f"{image.shape[0]}x{image.shape[1]}; maps must match their picture")
