@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
+from torch.utils.data import Subset
 
 from helpers import tiny
 from mtl_attack.attacks import OPTIMIZERS, build_attack
@@ -18,7 +18,10 @@ from mtl_attack.bench import row_specs, synthetic_batch
 from mtl_attack.precision_check import ARP_TOLERANCE, arp_agreement, arp_check, relative_difference
 from mtl_attack.cli import main
 from mtl_attack.batches import attack_inputs
+from mtl_attack.config import compose
 from mtl_attack.evaluation import evaluate
+from mtl_attack.parts import prepare
+from mtl_attack.scores import arp
 from mtl_attack.data.registry import config_tasks
 
 EPS = 4 / 255
@@ -279,13 +282,28 @@ def test_arp_agreement_known_answers():
 
 
 def test_arp_check_on_a_tiny_job(cache_dir):
-    result = arp_check(tiny(f"cache_dir={cache_dir}"), ["bf16"], images=4, device="cpu")
+    overrides = tiny(f"cache_dir={cache_dir}")
+    result = arp_check(overrides, ["bf16"], images=4, device="cpu")
     assert list(result["precisions"]) == ["fp32", "bf16"] and result["images"] == 4
-    ref = result["precisions"]["fp32"]
+    assert result["attack"] == "dgba_apgd" and result["steps"] == 2
+    # The same model attacked here by build_attack at each precision on the same four images.
+    cfg = compose(overrides)
+    parts = prepare(cfg, torch.device("cpu"))
+    images = Subset(parts.test, range(4))
+    found = {}
+    for precision in ("fp32", "bf16"):
+        attack = build_attack("apgd", "dgba", eps=4 / 255, steps=2, precision=precision)
+        res = evaluate(parts.model, images, parts.tasks, torch.device("cpu"), batch_size=6, attack=attack)
+        found[precision] = (res["clean"], res["attacked"])
+    clean = found["fp32"][0]
+    for precision, (_, attacked) in found.items():
+        assert result["precisions"][precision]["arp"] == arp(clean, attacked, parts.tasks)[0]
+    ref, other = result["precisions"]["fp32"], result["precisions"]["bf16"]
     assert ref["rel_diff"] == 0.0 and ref["ok"]
-    other = result["precisions"]["bf16"]
-    assert other["rel_diff"] == pytest.approx((other["arp"] - ref["arp"]) / abs(ref["arp"]))
-    assert other["ok"] == (abs(other["rel_diff"]) <= ARP_TOLERANCE)
+    # bf16 really ran: its attacked metrics are not fp32's, and the verdict is the agreement's.
+    assert found["bf16"][1] != found["fp32"][1] and other["arp"] != ref["arp"]
+    agreement = arp_agreement(clean, found["fp32"][1], found["bf16"][1], parts.tasks)
+    assert (other["rel_diff"], other["ok"]) == (agreement["rel_diff"], agreement["ok"])
 
 
 # ---------------------------------------------------------------- out of memory

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from helpers import REPO, run_cli, tiny
 from mtl_attack.cli import main

@@ -3,7 +3,6 @@
 docs/reliability.md tabulates these cases. The jobs run as a user runs them: `python run.py`
 in a subprocess, in an empty folder, with real files.
 """
-import json
 import os
 import signal
 import subprocess

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from mtl_attack.cli import main
+from mtl_attack.records import find_records, gather, write_table
+from mtl_attack.report.load import load_results
 from mtl_attack.report.robustness import (model_name, robustness_summary, summary_markdown,
                                           write_robustness)
 
@@ -23,7 +25,8 @@ def _record(job_dir, eps, overall, members, label="AS", seed=0, attack="ensemble
     return {
         "status": "done", "seed": seed,
         "job": {"dir": str(job_dir), "name": job_dir.name},
-        "config": {"dataset": {"name": "synth_nyuv2"}, "eps": eps, "seed": seed},
+        "config": {"dataset": {"name": "synth_nyuv2"}, "backbone": {"name": "resnet34", "width": 0.25},
+                   "eps": eps, "seed": seed},
         "model": {"kind": "tree", "label": label, "backbone": "resnet34", "width": 0.25, "layout_index": 0,
                   "train_attack": None},
         "attack": {"name": attack, "optimizer": attack if attack == "ensemble" else "apgd", "eps": float(eps)},
@@ -61,15 +64,17 @@ def sweep(tmp_path):
     return root
 
 
-def _records(root):
-    return [json.loads(p.read_text()) for p in sorted(root.rglob("record.json"))]
+def _results(*roots):
+    return load_results(roots)
 
 
 def test_summary_values(sweep):
-    (entry,) = robustness_summary(_records(sweep))
-    assert entry["model"] == model_name(_records(sweep)[0]) == "synth_nyuv2 AS resnet34 x0.25, seed 0"
+    results = _results(sweep)
+    (entry,) = robustness_summary(results)
+    assert entry["model"] == model_name(results.iloc[0]) == "synth_nyuv2 AS resnet34 x0.25, seed 0"
     assert entry["dataset"] == "synth_nyuv2" and entry["seed"] == 0
-    assert entry["clean"]["segment_semantic"] == {"miou": 0.456}
+    assert entry["clean"] == {"segment_semantic": {"miou": 0.456}, "normal": {"angle_mean": 12.5}}
+    assert entry["directions"] == {"segment_semantic": {"miou": True}, "normal": {"angle_mean": False}}
     assert [r["eps"] for r in entry["by_eps"]] == [1.0, 4.0]
     one, four = entry["by_eps"]
     assert one["arp"]["overall"] == [10.0, 9.0, 11.0]
@@ -82,7 +87,7 @@ def test_summary_values(sweep):
 
 
 def test_markdown_rows(sweep):
-    text = summary_markdown(robustness_summary(_records(sweep)))
+    text = summary_markdown(robustness_summary(_results(sweep)))
     assert "## synth_nyuv2 AS resnet34 x0.25, seed 0" in text
     assert "Clean: Segm miou 0.46; Norm angle_mean 12.50 (8 test images); images ranked by ensemble_criterion=relative" in text
     assert ("| 4 | 30.00 [28.00, 32.00] | 31.00 [29.00, 33.00] | 29.00 [27.00, 31.00] | total_apgd "
@@ -97,19 +102,27 @@ def test_write_files_and_two_models(sweep, tmp_path):
     assert md.parent == sweep / "robustness"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(js.read_text())
-    assert data == robustness_summary(_records(sweep) + _records(other))
+    assert data == robustness_summary(_results(sweep, other))
     assert [e["model"] for e in data] == ["synth_nyuv2 AS resnet34 x0.25, seed 0",
                                           "synth_nyuv2 IND resnet34 x0.25, seed 0"]
     assert "IND" in md.read_text()
 
 
+def test_results_table_gives_the_same_summary(sweep, tmp_path):
+    """The summary reads a results table as the report does, with the same answer."""
+    table = write_table(gather(find_records([sweep])), tmp_path / "results.csv")
+    assert robustness_summary(load_results([table])) == robustness_summary(_results(sweep))
+
+
 def test_errors(sweep, tmp_path):
     with pytest.raises(ValueError, match="attack=ensemble eps=1,2,4,8,16"):
-        robustness_summary([r for r in _records(sweep) if r["attack"]["name"] != "ensemble"])
-    dup = _records(sweep) + [json.loads((sweep / "eps4" / "record.json").read_text())]
-    dup[-1]["job"]["dir"] = "/elsewhere/eps4"
-    with pytest.raises(ValueError, match=r"eps4 and /elsewhere/eps4"):
-        robustness_summary(dup)
+        robustness_summary(_results(sweep / "other"))
+    elsewhere = tmp_path / "elsewhere"
+    copy = json.loads((sweep / "eps4" / "record.json").read_text())
+    copy["job"]["dir"] = str(elsewhere / "eps4")
+    _write(elsewhere, "eps4", copy)
+    with pytest.raises(ValueError, match=r"eps4 and .*elsewhere/eps4"):
+        robustness_summary(_results(sweep, elsewhere))
 
 
 def test_cli(sweep, tmp_path, capsys):

@@ -1,7 +1,5 @@
 """The real CLI end to end, in subprocesses, on a tiny config: run, sweep, resume, failure, report, W&B."""
 import json
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -79,8 +79,6 @@ def instruction_set(capability: str, cpu_flags: set[str], onednn_max: str | None
 @functools.lru_cache(maxsize=1)
 def _cpu() -> tuple[str, str]:
     """(model name, instruction set) of this process's CPU; read once per process."""
-    import os
-
     import torch
 
     try:

@@ -9,11 +9,11 @@ report's metric directions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from .. import tasks as T
 from ..paths import conf_dir
-from .formats import FORMATS, get_format
+from .formats import get_format
 
 __all__ = ["declared_tasks", "selected_tasks", "task_names", "dataset_config_names",
            "rendered_config_names", "format_of", "metric_directions", "check_selection", "config_tasks", "config_task_specs"]

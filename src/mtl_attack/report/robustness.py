@@ -1,116 +1,103 @@
-"""A RobustBench-style robustness summary of models, from the records of an ensemble sweep.
+"""A RobustBench-style robustness summary of models, from the results of an ensemble sweep.
 
-Input: the record.json files of ``python run.py -m attack=ensemble eps=1,2,4,8,16``; every
-other record is ignored. Per model (dataset, architecture, seed, adversarial training) and
-per eps, the summary holds the ensemble's ARP with its 95% bootstrap interval, overall and
-per task, the strongest single member attack, and the ensemble minus that member (a paired
-interval). ARP is in percent; eps is in pixel units out of 255.
+Input: the results of ``python run.py -m attack=ensemble eps=1,2,4,8,16``, read by the
+report's loader (:func:`mtl_attack.report.load.load_results`: sweep folders, record.json
+files or results tables); every row but the finished ensemble jobs is ignored. Per model
+(dataset, tasks, architecture, seed, adversarial training, threat) and per eps, the summary
+holds the ensemble's ARP with its 95% bootstrap interval, overall and per task, the
+strongest single member attack, and the ensemble minus that member (a paired interval).
+ARP is in percent; eps is in pixel units out of 255.
 
-- :func:`robustness_summary`: records -> one JSON-able dict per model.
-- :func:`summary_markdown`, :func:`summary_figure`: the summary as markdown and as a PNG.
+- :func:`robustness_summary`: results rows -> one JSON-able dict per model.
+- :func:`summary_markdown`, :func:`summary_figure`: the summary as markdown (through the
+  report's one table renderer) and as a PNG.
 - :func:`write_robustness`: robustness.md, robustness.json and robustness.png for some sweeps
   (``mtl-attack robustness PATHS... [--out DIR]``).
 """
 from __future__ import annotations
 
-import logging
+import math
 import os
 from pathlib import Path
 from typing import Iterable
 
-from .. import atomic
-from ..records import DamagedRecord, find_records, read_record
-from .labels import fmt_eps, task_label, train_attack_label
+import pandas as pd
 
-log = logging.getLogger(__name__)
+from .. import atomic
+from .labels import fmt_eps, task_label, train_attack_label
+from .load import arp_tasks, done_rows, load_results, metric_directions
+from .markdown import to_markdown
 
 ENSEMBLE = "ensemble"
 SWEEP_HINT = "python run.py -m attack=ensemble eps=1,2,4,8,16"
 NAMES = ("robustness.md", "robustness.json", "robustness.png")
+# The results columns that tell one model from another (flatten's names).
+MODEL_COLUMNS = ("dataset", "tasks", "backbone", "width", "model", "layout_index", "layout", "seed",
+                 "train_attack", "train_attack_eps", "threat", "surrogate")
 
 
-def _is_ensemble(record: dict) -> bool:
-    att = record.get("attack") or {}
-    return record.get("status") == "done" and ENSEMBLE in (att.get("name"), att.get("optimizer"))
+def _value(row: pd.Series, column: str):
+    """The cell, with NaN, None and absent columns all read as None."""
+    value = row.get(column)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _eps(record: dict) -> float:
-    eps = (record.get("attack") or {}).get("eps")
-    return float(eps if eps is not None else (record.get("config") or {}).get("eps"))
+def _interval(row: pd.Series, column: str) -> list[float]:
+    """[value, lo, hi] of a results column and its ``_lo``/``_hi`` columns; the value three
+    times where no interval was recorded."""
+    value = float(row[column])
+    lo, hi = _value(row, f"{column}_lo"), _value(row, f"{column}_hi")
+    return [value, value, value] if lo is None or hi is None else [value, float(lo), float(hi)]
 
 
-def _job_dir(record: dict) -> str:
-    job = record.get("job") or {}
-    return str(job.get("dir") or job.get("name") or "<unknown job>")
-
-
-def _dataset(record: dict) -> str | None:
-    return ((record.get("config") or {}).get("dataset") or {}).get("name")
-
-
-def _seed(record: dict):
-    return record.get("seed", (record.get("config") or {}).get("seed"))
-
-
-def model_key(record: dict) -> tuple:
-    """What tells one model from another: dataset, architecture (custom class or backbone,
-    width, layout), seed, adversarial training and, for black-box records, the surrogate."""
-    m = record.get("model") or {}
-    arch = (("custom", m.get("class"), m.get("label")) if m.get("kind") == "custom" else
-            ("tree", m.get("label"), m.get("backbone"), m.get("width"), m.get("layout_index"), m.get("layout")))
-    threat = record.get("threat") or "white-box"
-    surrogate = (record.get("surrogate") or {}).get("label") if threat == "black-box" else None
-    return (_dataset(record), arch, _seed(record), m.get("train_attack"), m.get("train_attack_eps"),
-            threat, surrogate)
-
-
-def model_name(record: dict) -> str:
+def model_name(row: pd.Series) -> str:
     """E.g. "synth_nyuv2 AS resnet34 x0.25, seed 0" or "... seed 0, AT PGD DGBA eps 4";
     custom models: "<dataset> <label> (<class>), seed <s>"."""
-    m = record.get("model") or {}
-    if m.get("kind") == "custom":
-        arch = f"{m.get('label') or 'custom'} ({m.get('class')})"
+    label = _value(row, "model")
+    if _value(row, "width") is None:  # a user's network: backbone holds its class path
+        arch = f"{label or 'custom'} ({_value(row, 'backbone')})"
     else:
-        width = m.get("width")
-        backbone = m.get("backbone") or "?"
-        if width is not None and float(width) != 1.0:
-            backbone += f" x{float(width):g}"
-        label = m.get("label") or (f"#{m['layout_index']}" if m.get("layout_index") is not None else "")
-        arch = f"{label} {backbone}".strip()
-    name = f"{_dataset(record)} {arch}, seed {_seed(record)}"
-    if m.get("train_attack") not in (None, "none"):
-        name += f", AT {train_attack_label(m['train_attack'])}"
-        if m.get("train_attack_eps") is not None:
-            name += f" eps {fmt_eps(float(m['train_attack_eps']))}"
-    if record.get("threat") == "black-box":
-        name += f", black-box from {(record.get('surrogate') or {}).get('label')}"
+        index = _value(row, "layout_index")
+        label = label or (f"#{int(index)}" if index is not None else "")
+        arch = f"{label} {_value(row, 'backbone') or '?'}".strip()
+    seed = _value(row, "seed")
+    name = f"{_value(row, 'dataset')} {arch}, seed {int(seed) if seed is not None else None}"
+    train_attack = _value(row, "train_attack")
+    if train_attack not in (None, "none"):
+        name += f", AT {train_attack_label(str(train_attack))}"
+        if _value(row, "train_attack_eps") is not None:
+            name += f" eps {fmt_eps(float(row['train_attack_eps']))}"
+    if _value(row, "threat") == "black-box":
+        name += f", black-box from {_value(row, 'surrogate')}"
     return name
 
 
-def _row(record: dict) -> dict:
-    """One eps of the summary from one ensemble record."""
-    ens = record.get("ensemble")
-    if not ens:
-        raise ValueError(f"the ensemble record of {_job_dir(record)} has no 'ensemble' entry; rerun that job")
-    members = ens["members"]
-    # Strongest single attack: highest overall ARP, first of equals in member order.
-    strongest = max(members, key=lambda n: ens["arp"][n]["overall"][0])
-    arp = (record.get("stats") or {}).get("arp")
-    if arp is None:  # no intervals recorded: the point value three times
-        plain = record["arp"]
-        arp = {"overall": [plain["overall"]] * 3, "per_task": {t: [v] * 3 for t, v in plain["per_task"].items()}}
+def _members(row: pd.Series) -> list[str]:
+    """The ensemble's members in record order (those with a wins column filled in this row)."""
+    prefix = "member_wins_"
+    return [c[len(prefix):] for c in row.index if str(c).startswith(prefix) and _value(row, c) is not None]
+
+
+def _eps_row(row: pd.Series, tasks: list[str]) -> dict:
+    """One eps of the summary from one ensemble job's results row."""
+    members = _members(row)
+    strongest = _value(row, "ensemble_strongest")
+    if not members or strongest not in members:
+        raise ValueError(f"the ensemble result of {_value(row, 'job_dir')} names no members; rerun that job")
+    images = _value(row, "images")
     return {
-        "eps": _eps(record),
-        "arp": {"overall": list(arp["overall"]), "per_task": {t: list(v) for t, v in arp["per_task"].items()}},
-        "strongest_single": {"member": strongest, "arp": list(ens["arp"][strongest]["overall"])},
-        "ensemble_minus_strongest": list(ens["difference"][strongest]),
-        "wins": dict(ens["wins"]),
-        "images": (record.get("stats") or {}).get("images"),
-        "criterion": ens.get("criterion"),  # how images were ranked (ensemble_criterion)
+        "eps": float(row["eps"]),
+        "arp": {"overall": _interval(row, "arp"),
+                "per_task": {t: _interval(row, f"arp_{t}") for t in tasks if _value(row, f"arp_{t}") is not None}},
+        "strongest_single": {"member": strongest, "arp": _interval(row, f"member_arp_{strongest}")},
+        "ensemble_minus_strongest": _interval(row, f"ensemble_minus_{strongest}"),
+        "wins": {m: int(row[f"member_wins_{m}"]) for m in members},
+        "images": int(images) if images is not None else None,
+        "criterion": _value(row, "ensemble_criterion"),  # how images were ranked (ensemble_criterion)
     }
 
 
-def robustness_summary(records: list[dict]) -> list[dict]:
+def robustness_summary(results: pd.DataFrame) -> list[dict]:
     """One dict per model (JSON-able), in first-seen order:
     {"model": name, "dataset", "seed", "clean": {task: {metric: value}}, "directions":
     {task: {metric: higher_is_better}}, "by_eps": [{"eps", "arp": {"overall": [v, lo, hi],
@@ -118,28 +105,36 @@ def robustness_summary(records: list[dict]) -> list[dict]:
     "ensemble_minus_strongest": [d, lo, hi], "wins": {member: images}, "images": N,
     "criterion": the ensemble's per-image ranking}, ...]}.
 
+    ``results``: rows of the results table (:func:`~mtl_attack.report.load.load_results`).
     ARP in percent with its 95% bootstrap interval; eps in pixel units out of 255, rows
-    sorted by eps. Only done ensemble records count. Raises ValueError when there is none,
-    or when two records hold the same model and eps (naming both job folders).
+    sorted by eps. Only done ensemble rows count. Raises ValueError when there is none,
+    or when two rows hold the same model and eps (naming both job folders).
     """
-    models: dict[tuple, dict] = {}
-    seen: dict[tuple, dict] = {}
-    for record in records:
-        if not _is_ensemble(record):
-            continue
-        key = model_key(record)
-        eps = _eps(record)
-        if (key, eps) in seen:
-            raise ValueError(f"two ensemble records for {model_name(record)} at eps {fmt_eps(eps)}: "
-                             f"{_job_dir(seen[key, eps])} and {_job_dir(record)}; pass only one sweep per model")
-        seen[key, eps] = record
-        entry = models.setdefault(key, {
-            "model": model_name(record), "dataset": _dataset(record), "seed": _seed(record),
-            "clean": (record.get("metrics") or {}).get("clean") or {},
-            "directions": record.get("directions") or {}, "by_eps": []})
-        entry["by_eps"].append(_row(record))
-    if not models:
+    rows = done_rows(results)
+    if "optimizer" in rows.columns:
+        rows = rows[rows["optimizer"].astype(str) == ENSEMBLE]
+    else:
+        rows = rows.iloc[0:0]
+    if rows.empty:
         raise ValueError(f"no finished ensemble records found; run `{SWEEP_HINT}` first")
+    models: dict[tuple, dict] = {}
+    seen: dict[tuple, str] = {}
+    for _, row in rows.iterrows():
+        key = tuple(_value(row, c) for c in MODEL_COLUMNS)
+        eps = float(row["eps"])
+        job = str(_value(row, "job_dir") or _value(row, "job") or "<unknown job>")
+        if (key, eps) in seen:
+            raise ValueError(f"two ensemble records for {model_name(row)} at eps {fmt_eps(eps)}: "
+                             f"{seen[key, eps]} and {job}; pass only one sweep per model")
+        seen[key, eps] = job
+        own = row.to_frame().T.dropna(axis=1, how="all")  # this job's columns only
+        directions = metric_directions(own)
+        entry = models.setdefault(key, {
+            "model": model_name(row), "dataset": _value(row, "dataset"),
+            "seed": int(row["seed"]) if _value(row, "seed") is not None else None,
+            "clean": {t: {m: float(row[f"clean_{t}_{m}"]) for m in metrics} for t, metrics in directions.items()},
+            "directions": directions, "by_eps": []})
+        entry["by_eps"].append(_eps_row(row, arp_tasks(own.columns)))
     for entry in models.values():
         entry["by_eps"].sort(key=lambda r: r["eps"])
     return list(models.values())
@@ -147,6 +142,22 @@ def robustness_summary(records: list[dict]) -> list[dict]:
 
 def _ci(v: list) -> str:
     return f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+def _eps_table(entry: dict) -> pd.DataFrame:
+    """One model's rows as text cells, indexed by eps (/255), for the report's renderer."""
+    rows = entry["by_eps"]
+    tasks = list(rows[0]["arp"]["per_task"]) if rows else []
+    cells = {}
+    for row in rows:
+        per_task = row["arp"]["per_task"]
+        cells[fmt_eps(row["eps"])] = {
+            "overall ARP": _ci(row["arp"]["overall"]),
+            **{f"{task_label(t)} ARP": _ci(per_task[t]) if t in per_task else "-" for t in tasks},
+            "strongest single": row["strongest_single"]["member"],
+            "its ARP": _ci(row["strongest_single"]["arp"]),
+            "ensemble - strongest": _ci(row["ensemble_minus_strongest"])}
+    return pd.DataFrame.from_dict(cells, orient="index").rename_axis("eps")
 
 
 def summary_markdown(summary: list[dict]) -> str:
@@ -157,7 +168,6 @@ def summary_markdown(summary: list[dict]) -> str:
            "ARP (%) under the per-image ensemble of attacks, with 95% bootstrap intervals over test "
            "images; eps in pixel units out of 255. Higher ARP = less robust.", ""]
     for entry in summary:
-        tasks = list(entry["by_eps"][0]["arp"]["per_task"]) if entry["by_eps"] else []
         images = entry["by_eps"][0].get("images") if entry["by_eps"] else None
         out += [f"## {entry['model']}", ""]
         clean = "; ".join(f"{task_label(t)} " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
@@ -165,17 +175,7 @@ def summary_markdown(summary: list[dict]) -> str:
         criteria = sorted({str(r.get("criterion")) for r in entry["by_eps"] if r.get("criterion")})
         out += [f"Clean: {clean or '-'}" + (f" ({images} test images)" if images else "")
                 + (f"; images ranked by ensemble_criterion={'/'.join(criteria)}" if criteria else ""), ""]
-        head = ["eps", "overall ARP"] + [f"{task_label(t)} ARP" for t in tasks] + \
-               ["strongest single", "its ARP", "ensemble - strongest"]
-        out += ["| " + " | ".join(head) + " |", "|---:|" + "---:|" * (len(tasks) + 1) + "---|---:|---:|"]
-        for row in entry["by_eps"]:
-            per_task = row["arp"]["per_task"]
-            cells = [fmt_eps(row["eps"]), _ci(row["arp"]["overall"])] + \
-                    [_ci(per_task[t]) if t in per_task else "-" for t in tasks] + \
-                    [row["strongest_single"]["member"], _ci(row["strongest_single"]["arp"]),
-                     _ci(row["ensemble_minus_strongest"])]
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        out += [to_markdown(_eps_table(entry), params={})]
     return "\n".join(out)
 
 
@@ -211,31 +211,16 @@ def summary_figure(summary: list[dict], path: str | os.PathLike) -> Path:
     return atomic.write_figure(Path(path), fig, bbox_inches="tight")
 
 
-def _read(paths: Iterable[Path]) -> list[dict]:
-    files = find_records(paths)
-    if not files:
-        raise ValueError(f"no record.json under {', '.join(map(str, paths))}; run `{SWEEP_HINT}` first")
-    records = []
-    for p in files:
-        try:
-            record = read_record(p)
-        except DamagedRecord as err:
-            log.warning("left out of the robustness summary: %s", err)
-            continue
-        record.setdefault("job", {}).setdefault("dir", str(p.parent))
-        records.append(record)
-    return records
-
-
 def write_robustness(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Summarise the records under ``paths`` (sweep folders or record.json files) into
+    """Summarise the results under ``paths`` (sweep folders, record.json files or results
+    tables, read by :func:`~mtl_attack.report.load.load_results`) into
     robustness.md, robustness.json (the :func:`robustness_summary` list) and robustness.png in
     ``out_dir`` (default: <first path>/robustness); returns those paths. Pass two models'
     sweeps to compare them: the files then hold both."""
     paths = [Path(p) for p in paths]
     if not paths:
-        raise ValueError("give at least one sweep folder or record.json file")
-    summary = robustness_summary(_read(paths))
+        raise ValueError("give at least one sweep folder, record.json file or results table")
+    summary = robustness_summary(load_results(paths))
     first = paths[0] if paths[0].is_dir() else paths[0].parent
     out = Path(out_dir) if out_dir is not None else first / "robustness"
     md, js, png = (out / name for name in NAMES)

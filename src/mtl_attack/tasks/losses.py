@@ -24,9 +24,6 @@ any arithmetic, so even NaN there is harmless). Predictions must be finite.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol, Sequence
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 

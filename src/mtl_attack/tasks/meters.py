@@ -1,11 +1,10 @@
 """Split-level metric meters of the dense tasks, with per-image statistics for intervals."""
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .losses import (DEPTH_DELTA_THRESHOLDS, DEPTH_ERROR_METRICS, DEPTH_METRICS, DEPTH_PRED_FLOOR, IGNORE_INDEX,  # noqa: F401
                      IMAGE_HIST_BIN_DEG, LOSS_METRICS, NORMAL_METRICS, SEG_METRICS,
