@@ -189,7 +189,7 @@ def test_write_report_files(results, tmp_path):
     assert names == sorted([
         "table_arp_eps4.md", "table_arp_eps4.csv", "per_task_arp_eps4.png", "per_task_arp_eps4.csv",
         "table_arp_eps8.md", "table_arp_eps8.csv", "per_task_arp_eps8.png", "per_task_arp_eps8.csv",
-        "arp_vs_eps.png", "arp_vs_eps.csv", "report.md"])
+        "arp_vs_eps.png", "arp_vs_eps.csv", "results.csv", "report.md"])
     assert all(p.is_file() for p in paths)
     assert not list(out.glob(".*tmp"))  # no temp files left
     for png in out.glob("*.png"):
@@ -213,7 +213,7 @@ def test_write_report_files(results, tmp_path):
 def test_write_report_one_eps(results, tmp_path):
     paths = report.write_report(results, tmp_path / "r", eps=8)
     names = sorted(p.name for p in paths)
-    assert names == ["per_task_arp_eps8.csv", "per_task_arp_eps8.png", "report.md",
+    assert names == ["per_task_arp_eps8.csv", "per_task_arp_eps8.png", "report.md", "results.csv",
                      "table_arp_eps8.csv", "table_arp_eps8.md"]
 
 
@@ -228,7 +228,7 @@ def test_results_table_gives_same_table(results, sweep, tmp_path):
     paths = report.main_report([path], tmp_path / "out", eps=4)
     assert (tmp_path / "out" / "table_arp_eps4.md").read_text() == \
         (report.write_report(results, tmp_path / "out2", eps=4)[0]).read_text()
-    assert len(paths) == 5
+    assert len(paths) == 6
 
 
 def test_bad_inputs(tmp_path):
@@ -316,6 +316,29 @@ def test_first_places_need_the_paired_interval_to_exclude_zero(tmp_path):
     assert list(pd.read_csv(out / "per_task_arp_eps4.csv").columns) == ["optimizer", "objective", "t"]
     pgd = ci[(ci["optimizer"] == "pgd") & (ci["objective"] == "dgba")].iloc[0]
     assert pgd["arp"] == pytest.approx(100.0) and pgd["lo"] == pytest.approx(100.0)  # every image doubled
+
+
+def test_a_report_folder_alone_rebuilds_its_intervals(tmp_path):
+    """results.csv and stats/ of a report carry the per-image statistics: with the job folders
+    gone, a report from that table alone has the same marks and intervals."""
+    import shutil
+
+    rng = np.random.default_rng(2)
+    clean = rng.uniform(1, 2, 40)
+    jobs = tmp_path / "jobs"
+    _stats_record(jobs, "dgba_pgd", 0, clean, clean * 2.0)
+    _stats_record(jobs, "total_pgd", 0, clean, clean * (1.5 + rng.normal(0, 0.2, 40)).clip(1.01))
+    first = tmp_path / "first"
+    report.write_report(report.load_results([jobs]), first)
+    shutil.rmtree(jobs)
+    table = pd.read_csv(first / "results.csv")
+    assert sorted(table["stats_file"]) == sorted(f"stats/{p.stem}.npz" for p in (first / "stats").iterdir())
+    again = tmp_path / "again"
+    report.write_report(report.load_results([first / "results.csv"]), again)
+    for name in ("table_arp_eps4.md", "table_arp_eps4_intervals.csv"):
+        assert (again / name).read_text() == (first / name).read_text()
+    assert "**" in (again / "table_arp_eps4.md").read_text()  # a first place needs the statistics
+    assert (again / "stats").is_dir() and len(list((again / "stats").iterdir())) == 2
 
 
 def test_study_tables_use_the_paired_first_places(tmp_path):

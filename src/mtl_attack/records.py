@@ -400,17 +400,52 @@ def write_table(df, path: Path) -> Path:
     return atomic.write_csv(path, df)
 
 
+STATS_DIR = "stats"
+
+
+def write_portable_table(df, folder: Path) -> Path:
+    """``folder``/results.csv with each row's per-image statistics copied into ``folder``/stats/
+    and ``stats_file`` relative to the table, so the folder alone rebuilds every interval and
+    paired difference (:func:`load_table` resolves the relative paths). A row whose statistics
+    file is gone keeps its path as it was. Files are named for the job folder."""
+    folder = Path(folder)
+    out = df.copy()
+    if "stats_file" in out.columns:
+        jobs = out["job_dir"] if "job_dir" in out.columns else [None] * len(out)
+        taken: set[str] = set()
+        moved = []
+        for i, (path, job) in enumerate(zip(out["stats_file"], jobs)):
+            if not isinstance(path, str) or not Path(path).is_file():
+                moved.append(path)
+                continue
+            stem = Path(job).name if isinstance(job, str) and job else f"row{i}"
+            name, k = stem, 2
+            while name in taken:  # one job name in two sweeps
+                name, k = f"{stem}-{k}", k + 1
+            taken.add(name)
+            relative = f"{STATS_DIR}/{name}.npz"
+            atomic.write_bytes(folder / relative, Path(path).read_bytes())
+            moved.append(relative)
+        out["stats_file"] = moved
+    return write_table(out, folder / "results.csv")
+
+
 def load_table(path: Path):
-    """Read a results table written by write_table (CSV or parquet)."""
+    """Read a results table written by write_table (CSV or parquet); a relative ``stats_file``
+    (:func:`write_portable_table`) is resolved against the table's folder."""
     import pandas as pd
 
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: expected a results table ending in .csv or .parquet")
     try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parser errors name no file
         raise ValueError(f"results table {path} is damaged ({type(err).__name__}: "
                          f"{' '.join(str(err).split())}); regather it from the record.json files") from None
+    if "stats_file" in table.columns:
+        table["stats_file"] = [str(path.parent / f) if isinstance(f, str) and not Path(f).is_absolute() else f
+                               for f in table["stats_file"]]
+    return table

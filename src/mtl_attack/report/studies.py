@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .. import atomic
+from .. import atomic, records
 from ..attacks.objectives import DGBA, WeightedTotal
 from .labels import (NO_TRAIN_ATTACK, attack_label, fmt_eps, objective_label, optimizer_label, slug,
                      task_label, train_attack_label)
@@ -387,7 +387,9 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, eps: float | None
     (all, or only ``eps``, pixel units): table_arp_eps<k>.md/.csv, per_task_arp_eps<k>.png/.csv;
     arp_vs_eps.png/.csv when more than one eps is present and no ``eps`` was chosen;
     table_weighted_eps<k>.md when the rows carry WeightedTotal's weights; the study
-    tables; and report.md linking them (written last).
+    tables; results.csv with every row's per-image statistics copied into stats/, so the
+    folder alone rebuilds every interval (:func:`mtl_attack.records.write_portable_table`);
+    and report.md linking them (written last).
     """
     keyed = attack_keys(df)
     if eps is not None:
@@ -398,7 +400,9 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, eps: float | None
           "ARP in %, higher = stronger attack; eps in pixel units out of 255. "
           f"Marks: {MARKS}. Rows made from a checkout with uncommitted changes are marked "
           "(dirty checkout), since the code behind them cannot be checked. "
-          "Cells average over seeds; figures average over models.", ""]
+          "Cells average over seeds; figures average over models.", "",
+          "Every result, with the per-image statistics behind the intervals: [results.csv](results.csv) "
+          f"and {records.STATS_DIR}/ (`mtl-attack report results.csv` rebuilds this report from them).", ""]
     for dataset, backbone in settings:
         rows = keyed[(keyed["dataset"].astype(str) == dataset) & (keyed["backbone"].astype(str) == backbone)]
         prefix = f"{slug(dataset)}_{slug(backbone)}_" if len(settings) > 1 else ""
@@ -407,6 +411,7 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, eps: float | None
         for study in STUDIES:
             for case in study.cases(setting):
                 md += study.section(setting, case)
+    written.append(records.write_portable_table(df, Path(out_dir)))
     written.append(atomic.write_text(Path(out_dir) / "report.md", "\n".join(md)))
     return written
 
