@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rob = sub.add_parser("robustness", help="RobustBench-style summary of models from ensemble sweeps "
                                             "(ARP vs eps with intervals, strongest single attack)")
-    rob.add_argument("paths", nargs="+", help="sweep folders or record.json files of attack=ensemble jobs")
+    rob.add_argument("paths", nargs="+", help="sweep folders, record.json files or results tables "
+                     "(.csv/.parquet) of attack=ensemble jobs")
     rob.add_argument("--out", help="output folder (default: <first path>/robustness)")
     rob.set_defaults(func=_cmd_robustness)
 
