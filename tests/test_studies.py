@@ -406,7 +406,7 @@ def test_studies_are_declared_once_and_skipped_without_rows(studies, tmp_path):
     clean = studies[(studies["threat"] == "white-box") & studies["train_attack"].isna()]
     names = {p.name for p in report.write_report(clean[clean["eps"] == 8.0], tmp_path / "r")}
     assert names == {"table_arp_eps8.md", "table_arp_eps8.csv", "per_task_arp_eps8.csv", "per_task_arp_eps8.png",
-                     "report.md"}
+                     "results.csv", "report.md"}
 
 
 def test_one_markdown_renderer_for_every_table():
