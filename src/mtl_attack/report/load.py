@@ -92,14 +92,14 @@ def status_note(df: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- keys
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _parsed_attack(row: pd.Series) -> tuple[str, str | None, str] | None:
     """(objective, task or None, optimizer) of the row's attack preset name; None without one."""
     attack = row.get("attack")
-    if _is_missing(attack):
+    if is_missing(attack):
         return None
     try:
         return parse_preset_name(str(attack))
@@ -113,25 +113,25 @@ def _objective_key(row: pd.Series) -> str | None:
     opt = row.get("optimizer")
     parsed = _parsed_attack(row)
     # The attack name fills gaps only where it agrees with the optimizer column.
-    if parsed is not None and (_is_missing(opt) or parsed[2] != opt):
+    if parsed is not None and (is_missing(opt) or parsed[2] != opt):
         parsed = None
-    if _is_missing(obj) and parsed is not None:
+    if is_missing(obj) and parsed is not None:
         obj = parsed[0]
-    if _is_missing(obj):
+    if is_missing(obj):
         return None
     obj = str(obj)
     cls = OBJECTIVE_CLASSES.get(obj)
     if cls is None or not cls.needs_task:
         return obj
     target = row.get("target_task")
-    if _is_missing(target) and parsed is not None and parsed[0] == obj:
+    if is_missing(target) and parsed is not None and parsed[0] == obj:
         target = parsed[1]
-    return objective_key(obj, None if _is_missing(target) else str(target))
+    return objective_key(obj, None if is_missing(target) else str(target))
 
 
 def _optimizer_key(row: pd.Series) -> str | None:
     opt = row.get("optimizer")
-    if not _is_missing(opt):
+    if not is_missing(opt):
         return str(opt)
     parsed = _parsed_attack(row)
     return parsed[2] if parsed is not None and parsed[2] in OPTIMIZERS else None
@@ -141,17 +141,17 @@ def _model_key(row: pd.Series) -> str | None:
     """The model's short label; falls back to ``#<layout_index>``, then the layout string."""
     for col, fmt in (("model", "{}"), ("layout_index", "#{:.0f}"), ("layout", "{}")):
         value = row.get(col)
-        if not _is_missing(value):
+        if not is_missing(value):
             return fmt.format(value)
     return None
 
 
 def _study_model_key(row: pd.Series) -> str | None:
     base = row.get("base_model")
-    if _is_missing(base):
+    if is_missing(base):
         return None
     label = str(base)
-    if row.get("train_attack") not in (None, NO_TRAIN_ATTACK) and not _is_missing(row.get("train_attack")):
+    if row.get("train_attack") not in (None, NO_TRAIN_ATTACK) and not is_missing(row.get("train_attack")):
         label += f" [AT {row['train_attack']}]"
     if row.get("threat") == "black-box":
         label += f" [from {row.get('surrogate')}]"

@@ -16,7 +16,6 @@ ARP is in percent; eps is in pixel units out of 255.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Iterable
@@ -25,8 +24,9 @@ import pandas as pd
 
 from .. import atomic
 from .labels import fmt_eps, task_label, train_attack_label
-from .load import arp_tasks, done_rows, load_results, metric_directions
+from .load import arp_tasks, done_rows, is_missing, load_results, metric_directions
 from .markdown import to_markdown
+from .study_tables import ensemble_members
 
 ENSEMBLE = "ensemble"
 SWEEP_HINT = "python run.py -m attack=ensemble eps=1,2,4,8,16"
@@ -39,7 +39,7 @@ MODEL_COLUMNS = ("dataset", "tasks", "backbone", "width", "model", "layout_index
 def _value(row: pd.Series, column: str):
     """The cell, with NaN, None and absent columns all read as None."""
     value = row.get(column)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    return None if is_missing(value) else value
 
 
 def _interval(row: pd.Series, column: str) -> list[float]:
@@ -72,15 +72,11 @@ def model_name(row: pd.Series) -> str:
     return name
 
 
-def _members(row: pd.Series) -> list[str]:
-    """The ensemble's members in record order (those with a wins column filled in this row)."""
-    prefix = "member_wins_"
-    return [c[len(prefix):] for c in row.index if str(c).startswith(prefix) and _value(row, c) is not None]
-
-
-def _eps_row(row: pd.Series, tasks: list[str]) -> dict:
-    """One eps of the summary from one ensemble job's results row."""
-    members = _members(row)
+def _eps_row(row: pd.Series, own: pd.DataFrame) -> dict:
+    """One eps of the summary from one ensemble job's results row (``own``: that row as a
+    frame of its filled columns)."""
+    members = ensemble_members(own)
+    tasks = arp_tasks(own.columns)
     strongest = _value(row, "ensemble_strongest")
     if not members or strongest not in members:
         raise ValueError(f"the ensemble result of {_value(row, 'job_dir')} names no members; rerun that job")
@@ -134,7 +130,7 @@ def robustness_summary(results: pd.DataFrame) -> list[dict]:
             "seed": int(row["seed"]) if _value(row, "seed") is not None else None,
             "clean": {t: {m: float(row[f"clean_{t}_{m}"]) for m in metrics} for t, metrics in directions.items()},
             "directions": directions, "by_eps": []})
-        entry["by_eps"].append(_eps_row(row, arp_tasks(own.columns)))
+        entry["by_eps"].append(_eps_row(row, own))
     for entry in models.values():
         entry["by_eps"].sort(key=lambda r: r["eps"])
     return list(models.values())

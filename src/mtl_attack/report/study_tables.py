@@ -210,7 +210,8 @@ def ensemble_rows(keyed: pd.DataFrame) -> pd.DataFrame:
     return part[part["optimizer"].astype(str) == "ensemble"]
 
 
-def _members(rows: pd.DataFrame) -> list[str]:
+def ensemble_members(rows: pd.DataFrame) -> list[str]:
+    """The ensemble's members named by the rows' ``member_wins_<m>`` columns, in column order."""
     prefix = "member_wins_"
     return [c[len(prefix):] for c in rows.columns if c.startswith(prefix) and rows[c].notna().any()]
 
@@ -226,7 +227,7 @@ def ensemble_table(keyed: pd.DataFrame, eps: float) -> pd.DataFrame:
     ARP in percent.
     """
     rows = select_eps(ensemble_rows(keyed), eps)
-    members = _members(rows)
+    members = ensemble_members(rows)
     several_seeds = rows["seed"].nunique() > 1
     out = []
     for _, r in rows.iterrows():
