@@ -159,6 +159,33 @@ def test_training_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
     assert checkpoint_path(tmp_path, model_key(one, layout)) != checkpoint_path(tmp_path, model_key(two, layout))
 
 
+def test_concurrent_checks_of_one_new_folder_all_pass_and_leave_no_file(tmp_path):
+    # Jobs started together check one not yet existing cache_dir: each makes, probes and removes
+    # it, so one job's folder appears or vanishes under another's check.
+    import threading
+    from mtl_attack.preflight import check_writable
+
+    for trial in range(20):
+        target = tmp_path / f"t{trial}" / "cache"
+        start, errors = threading.Barrier(8), []
+
+        def check():
+            start.wait()
+            try:
+                check_writable("cache_dir", target)
+            except Exception as err:  # noqa: BLE001  (collected to assert below)
+                errors.append(err)
+
+        threads = [threading.Thread(target=check) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        # Probe files are gone; a folder one check made inside another's may stay, as the jobs make it anyway.
+        assert [p for p in tmp_path.joinpath(f"t{trial}").rglob("*") if not p.is_dir()] == []
+
+
 def test_two_jobs_needing_one_model_train_it_once(tmp_path):
     cache = tmp_path / "cache"
     args = [RUN, *tiny(cache_dir=cache), "logger=none", "train.iterations=30"]

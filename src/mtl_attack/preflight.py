@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,24 +85,62 @@ def check_writable(key: str, path: str | os.PathLike) -> Path:
     """`path` can be made and written: the missing folders are made, a probe file is written in
     the target and removed, and the folders made here are removed again, so the check leaves
     nothing behind. Permission bits alone cannot tell (root may write anywhere by them, yet not
-    into /proc or a read-only mount), so the check writes."""
+    into /proc or a read-only mount), so the check writes. Safe when several jobs check the same
+    new folder at once: a folder another job made meanwhile is used, not an error, and one it
+    removed meanwhile is looked at again."""
+    target = Path(path).expanduser().absolute()
+    for _ in range(_WRITE_TRIES):
+        with contextlib.suppress(_Vanished):
+            return _probe_write(key, path, target)
+    raise UserError(f"{key}={path}: cannot write there (No such file or directory); point {key} at a "
+                    "folder you can write")
+
+
+# A folder missing where the check just made or saw one is a concurrent check's doing (it removes
+# what it made) or a place that refuses new folders (/proc): look again, and after this many tries
+# it is the place. Each try takes microseconds.
+_WRITE_TRIES = 50
+
+
+class _Vanished(Exception):
+    """A folder is missing where the check made or saw one: look again."""
+
+
+def _is_dir(path: Path) -> bool | None:
+    """True for a folder, False for anything else, None when nothing is there (one stat)."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _probe_write(key: str, path, target: Path) -> Path:
     import tempfile
 
-    target = Path(path).expanduser().absolute()
-    probe = target
-    missing = []
-    while not probe.exists():
+    probe, missing = target, []
+    while (kind := _is_dir(probe)) is None:
         missing.append(probe)
         probe = probe.parent
-    if not probe.is_dir():
+    if not kind:
         raise UserError(f"{key}={path}: {probe} is a file, not a folder; point {key} at a folder you can write")
     made = []
     try:
         for folder in reversed(missing):
-            folder.mkdir()
-            made.append(folder)
-        with tempfile.TemporaryFile(dir=target):
-            pass
+            try:
+                folder.mkdir()
+                made.append(folder)
+            except FileExistsError:  # made by a concurrent check since we looked; not ours to remove
+                if (kind := _is_dir(folder)) is None:
+                    raise _Vanished from None
+                if not kind:
+                    raise
+            except FileNotFoundError:
+                raise _Vanished from None
+        try:
+            with tempfile.TemporaryFile(dir=target):
+                pass
+        except FileNotFoundError:
+            raise _Vanished from None
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise UserError(f"{key}={path}: cannot write there ({reason}); point {key} at a folder you can write") from None
