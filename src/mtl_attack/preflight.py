@@ -110,7 +110,7 @@ def _is_dir(path: Path) -> bool | None:
     """True for a folder, False for anything else, None when nothing is there (one stat)."""
     try:
         return stat.S_ISDIR(path.stat().st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a file stands where a parent folder should
         return None
 
 
