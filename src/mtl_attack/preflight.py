@@ -130,17 +130,12 @@ def _probe_write(key: str, path, target: Path) -> Path:
                 folder.mkdir()
                 made.append(folder)
             except FileExistsError:  # made by a concurrent check since we looked; not ours to remove
-                if (kind := _is_dir(folder)) is None:
-                    raise _Vanished from None
-                if not kind:
+                if _is_dir(folder) is False:
                     raise
-            except FileNotFoundError:
-                raise _Vanished from None
-        try:
-            with tempfile.TemporaryFile(dir=target):
-                pass
-        except FileNotFoundError:
-            raise _Vanished from None
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except FileNotFoundError:  # a folder made or seen here was removed meanwhile
+        raise _Vanished from None
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise UserError(f"{key}={path}: cannot write there ({reason}); point {key} at a folder you can write") from None
